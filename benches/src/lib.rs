@@ -1,0 +1,1 @@
+//! Shared corpora generators for the benches.

@@ -1,0 +1,2 @@
+//! The xmpp-edge server: tokio listeners and TLS around the sans-IO session core.
+#![forbid(unsafe_code)]

@@ -1,0 +1,28 @@
+//! Sans-IO c2s protocol core (in the style of quinn-proto and rustls): bytes and the
+//! current time go in; bytes to write, requests to the I/O layer and events come out.
+//! No sockets, no clocks, no async runtime.
+//!
+//! The I/O layer (crates/edge) per connection:
+//! 1. creates a [`Connection`] with the shared [`Config`], the [`Accounts`] and the
+//!    connection's [`Addresses`];
+//! 2. on every read calls [`Connection::receive`]; when a timer fires,
+//!    [`Connection::handle_timeout`];
+//! 3. then drains [`Connection::pending_output`] to the socket (reporting progress with
+//!    [`Connection::output_written`]), acts on every [`Connection::poll_event`] and
+//!    re-arms its timer from [`Connection::poll_timeout`].
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod connection;
+pub mod jid;
+pub mod sasl;
+
+pub use config::{Config, ListenerKind};
+pub use connection::{Addresses, CloseReason, Connection, Event, TlsInfo};
+
+/// Where credentials come from; the edge implements it over its users file.
+pub trait Accounts: Send + Sync + std::fmt::Debug {
+    /// The stored SCRAM credentials of the local part `user` for `hash`, if the account exists.
+    fn scram_credentials(&self, user: &str, hash: sasl::ScramHash) -> Option<sasl::ScramCredentials>;
+}
