@@ -4,7 +4,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use stanza::{Token, Tokenizer};
+
+use crate::error::{StreamCondition, StreamError};
+use crate::features::Transport;
+use crate::machine::{Flow, Machine, Phase};
 use crate::{Accounts, Config, ListenerKind};
+
+/// Input buffers at least this large are shrunk when mostly empty, so one big stanza does
+/// not pin its memory for the connection's lifetime.
+const SHRINK_INPUT_ABOVE: usize = 8 * 1024;
 
 /// The addresses of one connection, as plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +43,10 @@ pub enum CloseReason {
     /// The client closed its stream (`</stream:stream>`) or the socket.
     ClientClosed,
     /// The edge sent a stream error with this RFC 6120 condition.
-    StreamError { condition: &'static str, detail: String },
+    StreamError {
+        condition: &'static str,
+        detail: String,
+    },
     /// Unsent output exceeded [`Config::max_unsent_output`]; nothing more was written.
     OutputOverflow,
 }
@@ -55,12 +67,16 @@ pub enum Event {
 }
 
 /// One client connection's protocol state.
+///
+/// Input is tokenized straight from the caller's slice when no partial stanza is pending,
+/// so the common case (whole stanzas per read) copies nothing; only an unfinished tail is
+/// kept in `input`, which is freed as soon as it empties.
 #[derive(Debug)]
 pub struct Connection {
-    config: Arc<Config>,
-    accounts: Arc<dyn Accounts>,
-    addresses: Addresses,
-    kind: ListenerKind,
+    tokenizer: Tokenizer,
+    /// Bytes of an unfinished token or stanza, the tokenizer's buffer between reads.
+    input: Vec<u8>,
+    machine: Machine,
 }
 
 impl Connection {
@@ -73,66 +89,183 @@ impl Connection {
         tls: Option<TlsInfo>,
         now: Instant,
     ) -> Self {
-        let _ = (tls, now);
-        Self { config, accounts, addresses, kind }
+        let tokenizer = Tokenizer::new(config.stanza_limits);
+        let transport = Transport { kind, tls };
+        Self {
+            tokenizer,
+            input: Vec::new(),
+            machine: Machine::new(config, accounts, addresses, transport, now),
+        }
     }
 
     /// Bytes read from the client.
     pub fn receive(&mut self, data: &[u8], now: Instant) {
-        let _ = (data, now, &self.config, &self.accounts, &self.addresses, self.kind);
-        unimplemented!()
+        match self.machine.phase {
+            Phase::Closed => return,
+            Phase::TlsPending => {
+                // Whatever arrives before the handshake is plaintext that must not reach
+                // the TLS layer or the stream after it.
+                if !data.is_empty() {
+                    self.machine.fail(StreamError::new(
+                        StreamCondition::PolicyViolation,
+                        "data before the TLS handshake",
+                    ));
+                }
+                return;
+            }
+            Phase::AwaitHeader | Phase::Open => {}
+        }
+        if data.is_empty() {
+            return;
+        }
+        self.machine.limits.activity(&self.machine.config, now);
+        if self.input.is_empty() {
+            let consumed = self.process(data, now);
+            if self.reading() {
+                self.input
+                    .extend_from_slice(data.get(consumed..).unwrap_or_default());
+            }
+        } else {
+            let mut buf = std::mem::take(&mut self.input);
+            buf.extend_from_slice(data);
+            let consumed = self.process(&buf, now);
+            buf.drain(..consumed.min(buf.len()));
+            self.input = buf;
+        }
+        self.tidy_input();
     }
 
     /// The deadline from [`Connection::poll_timeout`] has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        unimplemented!()
+        if self.machine.phase == Phase::Closed {
+            return;
+        }
+        if let Some(expired) = self.machine.limits.expired(now) {
+            self.machine.fail(StreamError::new(
+                StreamCondition::ConnectionTimeout,
+                expired.detail(),
+            ));
+            self.tidy_input();
+        }
     }
 
     /// The STARTTLS handshake completed; the stream restarts.
     pub fn tls_established(&mut self, info: TlsInfo) {
-        let _ = info;
-        unimplemented!()
+        if self.machine.tls_established(info) {
+            self.tokenizer.reset();
+            self.input = Vec::new();
+        }
     }
 
     /// The socket reached EOF or failed.
     pub fn peer_closed(&mut self) {
-        unimplemented!()
+        self.machine.peer_closed();
+        self.tidy_input();
     }
 
     /// Another connection bound the same full JID: send `<conflict/>` and close.
     pub fn replaced(&mut self) {
-        unimplemented!()
+        self.machine.fail(StreamError::new(
+            StreamCondition::Conflict,
+            "replaced by a new connection for the same resource",
+        ));
+        self.tidy_input();
     }
 
     /// The edge is shutting down: send `<system-shutdown/>` and close.
     pub fn shutdown(&mut self) {
-        unimplemented!()
+        self.machine.fail(StreamError::new(
+            StreamCondition::SystemShutdown,
+            "server shutting down",
+        ));
+        self.tidy_input();
     }
 
     /// Bytes waiting to be written to the socket.
     pub fn pending_output(&self) -> &[u8] {
-        unimplemented!()
+        self.machine.out.pending()
     }
 
     /// `n` bytes of [`Connection::pending_output`] were written.
     pub fn output_written(&mut self, n: usize) {
-        let _ = n;
-        unimplemented!()
+        self.machine.out.consumed(n);
     }
 
     /// The next request or event, in order.
     pub fn poll_event(&mut self) -> Option<Event> {
-        unimplemented!()
+        let event = self.machine.events.pop_front();
+        if self.machine.events.is_empty() {
+            // Events are rare (negotiation, close): hold no queue memory in between.
+            self.machine.events = std::collections::VecDeque::new();
+        }
+        event
     }
 
     /// When [`Connection::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        unimplemented!()
+        match self.machine.phase {
+            Phase::Closed => None,
+            _ => self.machine.limits.next_deadline(),
+        }
     }
 
     /// The connection's addresses.
     pub fn addresses(&self) -> &Addresses {
-        &self.addresses
+        &self.machine.addresses
+    }
+
+    /// Heap memory held in this connection's buffers and per-stream state (the input
+    /// and output buffers, scratch strings, queued events), for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.input.capacity() + self.machine.heap_bytes()
+    }
+
+    /// The bound full JID, or the bare JID once authenticated, if any.
+    pub fn jid(&self) -> Option<&str> {
+        (!self.machine.jid.is_empty()).then_some(self.machine.jid.as_str())
+    }
+
+    /// Runs the tokenizer over `buf` and returns how many leading bytes are done with.
+    fn process(&mut self, buf: &[u8], now: Instant) -> usize {
+        let mut base = 0;
+        loop {
+            let rest = buf.get(base..).unwrap_or_default();
+            let flow = match self.tokenizer.next(rest) {
+                Ok(Token::NeedMore) => break,
+                Ok(token) => self.machine.on_token(token, rest.len(), now),
+                Err(error) => {
+                    let condition = StreamCondition::from(error.condition());
+                    self.machine
+                        .fail(StreamError::new(condition, error.to_string()));
+                    Flow::Stop
+                }
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Restart { end } => {
+                    base += end;
+                    self.tokenizer.reset();
+                }
+                Flow::Stop => return buf.len(),
+            }
+        }
+        base + self.tokenizer.compact()
+    }
+
+    /// Whether input is still being read (not closed, not waiting for TLS).
+    fn reading(&self) -> bool {
+        matches!(self.machine.phase, Phase::AwaitHeader | Phase::Open)
+    }
+
+    /// Frees the input buffer when it is empty or no longer read, and shrinks it when a
+    /// large stanza left it mostly unused.
+    fn tidy_input(&mut self) {
+        if self.input.is_empty() || !self.reading() {
+            self.input = Vec::new();
+        } else if self.input.capacity() > SHRINK_INPUT_ABOVE
+            && self.input.len() < self.input.capacity() / 4
+        {
+            self.input.shrink_to(self.input.len() * 2);
+        }
     }
 }

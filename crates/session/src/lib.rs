@@ -13,10 +13,24 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
+mod bind;
 pub mod config;
 mod connection;
+mod disco;
+mod element;
+mod error;
+mod features;
+mod iq;
 pub mod jid;
+mod limits;
+mod machine;
+mod message;
+mod ns;
 pub mod sasl;
+mod sic;
+mod stream;
+mod writer;
 
 pub use config::{Config, ListenerKind};
 pub use connection::{Addresses, CloseReason, Connection, Event, TlsInfo};
@@ -24,5 +38,9 @@ pub use connection::{Addresses, CloseReason, Connection, Event, TlsInfo};
 /// Where credentials come from; the edge implements it over its users file.
 pub trait Accounts: Send + Sync + std::fmt::Debug {
     /// The stored SCRAM credentials of the local part `user` for `hash`, if the account exists.
-    fn scram_credentials(&self, user: &str, hash: sasl::ScramHash) -> Option<sasl::ScramCredentials>;
+    fn scram_credentials(
+        &self,
+        user: &str,
+        hash: sasl::ScramHash,
+    ) -> Option<sasl::ScramCredentials>;
 }

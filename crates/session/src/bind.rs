@@ -1,0 +1,59 @@
+//! Resource binding (RFC 6120 section 7): the client's requested resource if it is valid,
+//! else a random one the server picks. Conflicts across connections are the I/O layer's
+//! business ([`crate::Event::Bound`], [`crate::Connection::replaced`]).
+
+use std::borrow::Cow;
+
+use crate::error::StanzaCondition;
+use crate::iq::Answer;
+use crate::jid;
+use crate::machine::{Flow, Machine};
+use crate::{Event, ns};
+
+impl Machine {
+    /// A bind request (`set` false means type `get`, which binds nothing).
+    pub(crate) fn on_bind(&mut self, set: bool) -> Flow {
+        if !set {
+            return self.iq_answer(Answer::Error(StanzaCondition::BadRequest));
+        }
+        // One resource per stream: this edge does not do RFC 6120 7.7.2.3 multi-binding.
+        if self.bound {
+            return self.iq_answer(Answer::Error(StanzaCondition::NotAllowed));
+        }
+        let resource: Cow<'_, str> = if self.element.has_resource {
+            match stanza::unescape(&self.element.text) {
+                Ok(resource) if jid::validate_resource(&resource).is_ok() => resource,
+                _ => return self.iq_answer(Answer::Error(StanzaCondition::BadRequest)),
+            }
+        } else {
+            Cow::Owned(format!("{:016x}", rand::random::<u64>()))
+        };
+        self.bare_len = self.jid.len();
+        self.jid.push('/');
+        self.jid.push_str(&resource);
+        self.bound = true;
+        self.limits.negotiated();
+        // Text is only gathered for SASL and bind: nothing needs that scratch any more.
+        self.element.text = String::new();
+        let out = &mut self.out;
+        out.stanza_open("iq", "result", self.element.id(), None, None);
+        out.raw("><bind");
+        out.attr("xmlns", ns::BIND);
+        out.raw("><jid>");
+        out.text(&self.jid);
+        out.raw("</jid></bind></iq>");
+        self.events.push_back(Event::Bound {
+            full_jid: self.jid.clone(),
+        });
+        Flow::Continue
+    }
+
+    /// The bound resource.
+    pub(crate) fn own_resource(&self) -> Option<&str> {
+        if self.bound {
+            self.jid.get(self.bare_len + 1..)
+        } else {
+            None
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The RFC 6120 error conditions the edge sends: stream errors (which end the stream) and
+//! stanza errors (which answer one stanza).
+
+/// RFC 6120 section 4.9.3 stream error conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamCondition {
+    BadFormat,
+    Conflict,
+    ConnectionTimeout,
+    HostUnknown,
+    InvalidNamespace,
+    NotAuthorized,
+    NotWellFormed,
+    PolicyViolation,
+    RestrictedXml,
+    SystemShutdown,
+    UnsupportedStanzaType,
+    UnsupportedVersion,
+}
+
+impl StreamCondition {
+    /// The element name inside `<stream:error>`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::BadFormat => "bad-format",
+            Self::Conflict => "conflict",
+            Self::ConnectionTimeout => "connection-timeout",
+            Self::HostUnknown => "host-unknown",
+            Self::InvalidNamespace => "invalid-namespace",
+            Self::NotAuthorized => "not-authorized",
+            Self::NotWellFormed => "not-well-formed",
+            Self::PolicyViolation => "policy-violation",
+            Self::RestrictedXml => "restricted-xml",
+            Self::SystemShutdown => "system-shutdown",
+            Self::UnsupportedStanzaType => "unsupported-stanza-type",
+            Self::UnsupportedVersion => "unsupported-version",
+        }
+    }
+}
+
+impl From<stanza::StreamErrorCondition> for StreamCondition {
+    fn from(condition: stanza::StreamErrorCondition) -> Self {
+        use stanza::StreamErrorCondition as C;
+        match condition {
+            C::NotWellFormed => Self::NotWellFormed,
+            C::RestrictedXml => Self::RestrictedXml,
+            C::InvalidNamespace => Self::InvalidNamespace,
+            C::BadFormat => Self::BadFormat,
+            C::PolicyViolation => Self::PolicyViolation,
+        }
+    }
+}
+
+/// A stream error to send: the condition and a human-readable reason (sent as `<text>`
+/// and reported in [`crate::CloseReason::StreamError`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamError {
+    pub(crate) condition: StreamCondition,
+    pub(crate) detail: String,
+}
+
+impl StreamError {
+    pub(crate) fn new(condition: StreamCondition, detail: impl Into<String>) -> Self {
+        Self {
+            condition,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// RFC 6120 section 8.3.3 stanza error conditions, each with the error type it is sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StanzaCondition {
+    BadRequest,
+    Forbidden,
+    ItemNotFound,
+    JidMalformed,
+    NotAllowed,
+    ServiceUnavailable,
+}
+
+impl StanzaCondition {
+    /// The element name inside `<error>`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad-request",
+            Self::Forbidden => "forbidden",
+            Self::ItemNotFound => "item-not-found",
+            Self::JidMalformed => "jid-malformed",
+            Self::NotAllowed => "not-allowed",
+            Self::ServiceUnavailable => "service-unavailable",
+        }
+    }
+
+    /// The `type` of the `<error>` element (RFC 6120 section 8.3.2), as section 8.3.3
+    /// suggests for each condition.
+    pub(crate) fn error_type(self) -> &'static str {
+        match self {
+            Self::BadRequest | Self::JidMalformed => "modify",
+            Self::Forbidden => "auth",
+            Self::ItemNotFound | Self::NotAllowed | Self::ServiceUnavailable => "cancel",
+        }
+    }
+}

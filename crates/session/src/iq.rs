@@ -1,0 +1,139 @@
+//! IQ handling: the RFC 6120 8.2.3 shape rules, then dispatch to SIC, disco, ping, bind
+//! and session. Every get or set gets exactly one answer; results and errors from the
+//! client are dropped (nothing here ever sends it a request).
+
+use crate::disco;
+use crate::element::{Payload, StanzaType};
+use crate::error::StanzaCondition;
+use crate::jid::{self, Jid, JidError};
+use crate::machine::{Flow, Machine, served_domain};
+use crate::sic::{self, SicForm};
+
+/// Whom an IQ is addressed to, relative to the requester.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// The session's domain, or no `to` at all (RFC 6120 10.3: the server answers).
+    Server,
+    /// The requester's own bare JID: the server answers on the account's behalf.
+    Account,
+    /// The requester's own full JID.
+    OwnResource,
+    /// Anyone else. The edge routes nothing, so nothing but errors goes there.
+    Other,
+}
+
+/// What to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// An empty result (ping, legacy session).
+    Empty,
+    Sic(SicForm),
+    ServerInfo,
+    AccountInfo,
+    Items,
+    Error(StanzaCondition),
+}
+
+impl Machine {
+    pub(crate) fn on_iq(&mut self) -> Flow {
+        let set = match self.element.stanza_type {
+            StanzaType::Result | StanzaType::Error => return Flow::Continue,
+            StanzaType::Get => false,
+            StanzaType::Set => true,
+            StanzaType::Other => return self.iq_answer(Answer::Error(StanzaCondition::BadRequest)),
+        };
+        if !self.element.has_id || self.element.children != 1 {
+            return self.iq_answer(Answer::Error(StanzaCondition::BadRequest));
+        }
+        let Ok(target) = self.target() else {
+            return self.iq_answer(Answer::Error(StanzaCondition::JidMalformed));
+        };
+        let answers = matches!(target, Target::Server | Target::Account);
+        let answer = match self.element.payload {
+            Payload::Bind => return self.on_bind(set),
+            Payload::Sic(_) if set => Answer::Error(StanzaCondition::BadRequest),
+            // XEP-0279 reveals an address: only the requester's own, never anyone else's.
+            Payload::Sic(_) if target == Target::Other => Answer::Error(StanzaCondition::Forbidden),
+            Payload::Sic(form) => Answer::Sic(form),
+            Payload::Ping if !set && answers => Answer::Empty,
+            Payload::DiscoInfo { node: true } | Payload::DiscoItems { node: true }
+                if !set && answers =>
+            {
+                Answer::Error(StanzaCondition::ItemNotFound)
+            }
+            Payload::DiscoInfo { .. } if !set && target == Target::Server => Answer::ServerInfo,
+            Payload::DiscoInfo { .. } if !set && target == Target::Account => Answer::AccountInfo,
+            Payload::DiscoItems { .. } if !set && answers => Answer::Items,
+            Payload::Session if set => Answer::Empty,
+            _ => Answer::Error(StanzaCondition::ServiceUnavailable),
+        };
+        self.iq_answer(answer)
+    }
+
+    fn target(&self) -> Result<Target, JidError> {
+        let Some(to) = self.element.to() else {
+            return Ok(Target::Server);
+        };
+        let to = Jid::parse(to)?;
+        let domain = served_domain(&self.config, self.domain).unwrap_or_default();
+        if to.is_domain(domain) {
+            return Ok(Target::Server);
+        }
+        if to.local() != self.jid.get(..self.local_len) || !jid::domain_eq(to.domain(), domain) {
+            return Ok(Target::Other);
+        }
+        Ok(match to.resource() {
+            None => Target::Account,
+            Some(resource) if Some(resource) == self.own_resource() => Target::OwnResource,
+            Some(_) => Target::Other,
+        })
+    }
+
+    /// Writes the answer to the IQ just read: `to` the requester's full JID (once bound),
+    /// `from` what it addressed (the domain when it addressed nothing, or something
+    /// malformed), echoing its `id`.
+    pub(crate) fn iq_answer(&mut self, answer: Answer) -> Flow {
+        let domain = served_domain(&self.config, self.domain).unwrap_or_default();
+        let from = match answer {
+            Answer::Error(StanzaCondition::JidMalformed) => domain,
+            _ => self.element.to().unwrap_or(domain),
+        };
+        let to = self.bound.then_some(self.jid.as_str());
+        let id = self.element.id();
+        let out = &mut self.out;
+        let kind = if matches!(answer, Answer::Error(_)) {
+            "error"
+        } else {
+            "result"
+        };
+        out.stanza_open("iq", kind, id, to, Some(from));
+        match answer {
+            Answer::Empty => {
+                out.raw("/>");
+                return Flow::Continue;
+            }
+            Answer::Sic(form) => {
+                out.raw(">");
+                sic::write_answer(out, form, self.addresses.client);
+            }
+            Answer::ServerInfo => {
+                out.raw(">");
+                disco::write_server_info(out);
+            }
+            Answer::AccountInfo => {
+                out.raw(">");
+                disco::write_account_info(out);
+            }
+            Answer::Items => {
+                out.raw(">");
+                disco::write_items(out);
+            }
+            Answer::Error(condition) => {
+                out.raw(">");
+                out.stanza_error(condition);
+            }
+        }
+        out.raw("</iq>");
+        Flow::Continue
+    }
+}

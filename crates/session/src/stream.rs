@@ -1,0 +1,120 @@
+//! Stream headers (RFC 6120 section 4.7): checking the client's and writing ours.
+
+use stanza::StartTag;
+
+use crate::error::{StreamCondition, StreamError};
+use crate::jid::{self, Jid};
+use crate::ns;
+use crate::writer::Output;
+
+/// Why a client's stream header is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeaderError {
+    /// The root is not `stream` in the stream namespace (RFC 6120 4.8.1:
+    /// `invalid-namespace`).
+    NotStream,
+    /// The default namespace is not `jabber:client` (RFC 6120 4.8.2, 4.9.3.10:
+    /// `invalid-namespace`).
+    ContentNamespace,
+    /// No `version`, or a major version other than 1 (RFC 6120 4.7.5:
+    /// `unsupported-version`).
+    Version,
+    /// `to` is missing or names a domain not served here (or, on a restarted stream, a
+    /// different domain than before): `host-unknown`.
+    HostUnknown,
+}
+
+impl From<HeaderError> for StreamError {
+    fn from(error: HeaderError) -> Self {
+        let (condition, detail) = match error {
+            HeaderError::NotStream => (
+                StreamCondition::InvalidNamespace,
+                "root element must be stream:stream",
+            ),
+            HeaderError::ContentNamespace => (
+                StreamCondition::InvalidNamespace,
+                "default namespace must be jabber:client",
+            ),
+            HeaderError::Version => (StreamCondition::UnsupportedVersion, "version 1.0 required"),
+            HeaderError::HostUnknown => (StreamCondition::HostUnknown, "domain not served here"),
+        };
+        StreamError::new(condition, detail)
+    }
+}
+
+/// Checks a client's stream header and returns the index in `domains` of the domain it
+/// addresses. `current` is the domain of the stream being restarted, which the new header
+/// must name again.
+pub(crate) fn check_header(
+    tag: &StartTag<'_>,
+    domains: &[String],
+    current: Option<usize>,
+) -> Result<usize, HeaderError> {
+    if tag.namespace != ns::STREAMS || tag.name.local != "stream" {
+        return Err(HeaderError::NotStream);
+    }
+    if tag.attributes.get("xmlns") != Some(ns::CLIENT) {
+        return Err(HeaderError::ContentNamespace);
+    }
+    if !tag.attributes.get("version").is_some_and(is_version_1) {
+        return Err(HeaderError::Version);
+    }
+    let to = tag.attributes.get("to").ok_or(HeaderError::HostUnknown)?;
+    let to = to.strip_suffix('.').unwrap_or(to);
+    let index = domains
+        .iter()
+        .position(|domain| jid::domain_eq(domain, to))
+        .ok_or(HeaderError::HostUnknown)?;
+    match current {
+        Some(current) if current != index => Err(HeaderError::HostUnknown),
+        _ => Ok(index),
+    }
+}
+
+/// RFC 6120 4.7.5: `major.minor`, two non-negative integers; any 1.x is served as 1.0.
+fn is_version_1(version: &str) -> bool {
+    let Some((major, minor)) = version.split_once('.') else {
+        return false;
+    };
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    numeric(major) && numeric(minor) && major.trim_start_matches('0') == "1"
+}
+
+/// The client's `from`, when it is a JID worth echoing as our `to` (RFC 6120 4.7.2).
+pub(crate) fn client_from<'a>(tag: &StartTag<'a>) -> Option<&'a str> {
+    tag.attributes
+        .get("from")
+        .filter(|from| !from.contains('&') && Jid::parse(from).is_ok())
+}
+
+/// Our response stream header, with a fresh random stream id (RFC 6120 4.7.3).
+pub(crate) fn write_header(out: &mut Output, from: Option<&str>, to: Option<&str>) {
+    out.raw("<?xml version='1.0'?><stream:stream");
+    out.attr("xmlns", ns::CLIENT);
+    out.attr("xmlns:stream", ns::STREAMS);
+    out.raw(" id='");
+    out.display(format_args!("{:016x}", rand::random::<u64>()));
+    out.raw("'");
+    if let Some(from) = from {
+        out.attr("from", from);
+    }
+    if let Some(to) = to {
+        out.attr("to", to);
+    }
+    out.raw(" version='1.0' xml:lang='en'>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        for ok in ["1.0", "1.1", "01.0", "1.10"] {
+            assert!(is_version_1(ok), "{ok}");
+        }
+        for bad in ["", "1", "0.9", "2.0", "1.", ".0", "1.0a", "10.0"] {
+            assert!(!is_version_1(bad), "{bad}");
+        }
+    }
+}
