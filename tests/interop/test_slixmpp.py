@@ -74,7 +74,7 @@ async def all_sic_forms(client: Client) -> None:
     host, port = client.own_address()
 
     # sic:0 <ip/> through slixmpp's own XEP-0279 plugin.
-    reply = await client["xep_0279"].check_ip(timeout=10)
+    reply = await client.plugin["xep_0279"].check_ip(timeout=10)
     assert reply["ip_check"] == host
 
     reply = await client.raw_get(f"<address xmlns='{SIC0}'/>")
@@ -106,13 +106,13 @@ def test_direct_tls_every_sic_form(edge, host):
 @pytest.mark.parametrize("host", HOSTS)
 def test_disco_and_ping(edge, host):
     async def scenario(client: Client) -> None:
-        info = await client["xep_0030"].get_info(jid=DOMAIN, timeout=10)
+        info = await client.plugin["xep_0030"].get_info(jid=DOMAIN, timeout=10)
         features = set(info["disco_info"]["features"])
         assert {SIC0, SIC1, "urn:xmpp:ping", "http://jabber.org/protocol/disco#info",
                 "http://jabber.org/protocol/disco#items"} <= features
-        items = await client["xep_0030"].get_items(jid=DOMAIN, timeout=10)
+        items = await client.plugin["xep_0030"].get_items(jid=DOMAIN, timeout=10)
         assert list(items["disco_items"]["items"]) == []
-        rtt = await client["xep_0199"].ping(jid=DOMAIN, timeout=10)
+        rtt = await client.plugin["xep_0199"].ping(jid=DOMAIN, timeout=10)
         assert rtt >= 0
 
     asyncio.run(with_client(host, edge.starttls[host], False, scenario))

@@ -90,13 +90,16 @@ impl Machine {
     }
 
     /// Writes the answer to the IQ just read: `to` the requester's full JID (once bound),
-    /// `from` what it addressed (the domain when it addressed nothing, or something
-    /// malformed), echoing its `id`.
+    /// `from` what it addressed (the domain when that was malformed), echoing its `id`.
+    /// An IQ that addressed nothing gets an answer without `from` (RFC 6120 8.1.2.1):
+    /// clients such as aioxmpp match the reply's `from` against the request's `to` and
+    /// drop an answer that claims to come from the domain.
     pub(crate) fn iq_answer(&mut self, answer: Answer) -> Flow {
-        let domain = served_domain(&self.config, self.domain).unwrap_or_default();
         let from = match answer {
-            Answer::Error(StanzaCondition::JidMalformed) => domain,
-            _ => self.element.to().unwrap_or(domain),
+            Answer::Error(StanzaCondition::JidMalformed) => {
+                Some(served_domain(&self.config, self.domain).unwrap_or_default())
+            }
+            _ => self.element.to(),
         };
         let to = self.bound.then_some(self.jid.as_str());
         let id = self.element.id();
@@ -106,7 +109,7 @@ impl Machine {
         } else {
             "result"
         };
-        out.stanza_open("iq", kind, id, to, Some(from));
+        out.stanza_open("iq", kind, id, to, from);
         match answer {
             Answer::Empty => {
                 out.raw("/>");
