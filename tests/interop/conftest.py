@@ -66,7 +66,8 @@ class Edge:
                 listeners.append(f'[[listeners]]\nkind = "{kind}"\naddress = "{addr}"\n')
         return (
             f'domains = ["{DOMAIN}"]\n'
-            f'users_file = "{self.users_file}"\n\n' + "\n".join(listeners)
+            f'users_file = "{self.users_file}"\n\n'
+            '[shutdown]\ngrace_period = "1s"\nforce_after = "1s"\n\n' + "\n".join(listeners)
         )
 
     def add_user(self, local: str) -> None:

@@ -1,2 +1,21 @@
 //! The xmpp-edge server: tokio listeners and TLS around the sans-IO session core.
+//!
+//! [`run`] (or [`Server::bind`] then [`Server::serve`], to learn the bound addresses
+//! first) serves until a shutdown future completes; [`cli`] is the `xmpp-edge` binary.
 #![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+mod conn;
+mod limits;
+mod listener;
+mod registry;
+mod server;
+pub mod shutdown;
+pub mod stats;
+mod tls;
+pub mod users;
+
+pub use config::Config;
+pub use server::{Error, Server, run};
+pub use stats::{Snapshot, Stats};

@@ -1,0 +1,199 @@
+//! Startup (TLS, accounts, descriptor limit, listeners) and the serving lifetime: accept
+//! loops, users reload on SIGHUP, graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::config::{Config, ListenerKind, ShutdownConfig};
+use crate::limits::{self, ConnLimits};
+use crate::listener::{self, Bound};
+use crate::registry::Registry;
+use crate::stats::Stats;
+use crate::tls::{self, Acceptors, TlsError};
+use crate::users::{LoadReport, UserStore, UsersError};
+use crate::{config::ConfigError, shutdown};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Users(#[from] UsersError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot handle signals: {0}")]
+    Signal(io::Error),
+}
+
+/// What every connection task needs, shared read-only (counters and tables are
+/// internally synchronised).
+#[derive(Debug)]
+pub struct Shared {
+    pub session_config: Arc<session::Config>,
+    pub accounts: Arc<UserStore>,
+    pub tls: Acceptors,
+    pub limits: ConnLimits,
+    pub registry: Registry,
+    pub stats: Arc<Stats>,
+    pub tls_handshake_timeout: Duration,
+}
+
+/// A server whose listeners are bound but not yet accepting, so callers (tests) can learn
+/// the addresses of `:0` listeners before serving.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<Bound>,
+    shutdown: ShutdownConfig,
+}
+
+impl Server {
+    /// Validates `config`, prepares TLS and the accounts, raises the descriptor limit and
+    /// binds every listener.
+    pub fn bind(config: Config) -> Result<Self, Error> {
+        Self::bind_with_stats(config, Arc::new(Stats::default()))
+    }
+
+    /// [`Server::bind`] counting into `stats`.
+    pub fn bind_with_stats(config: Config, stats: Arc<Stats>) -> Result<Self, Error> {
+        config.validate().map_err(Error::Invalid)?;
+        let fd_limit = limits::raise_fd_limit();
+        let max_connections = limits::max_connections(config.limits.max_connections, fd_limit);
+        if let Some(fd_limit) = fd_limit
+            && max_connections > fd_limit
+        {
+            warn!(
+                max_connections,
+                fd_limit, "limits.max_connections exceeds the file descriptor limit"
+            );
+        }
+        let tls = tls::acceptors(&config.tls, &config.domains)?;
+        if tls.self_signed {
+            warn!(
+                domains = ?config.domains,
+                "no certificate configured: serving a SELF-SIGNED certificate generated at start; clients will not trust it"
+            );
+        }
+        let (accounts, report) = UserStore::open(&config.users_file, &config.domains)?;
+        log_users(&config.users_file.display().to_string(), &report);
+        let mut listeners = Vec::new();
+        for listener_config in &config.listeners {
+            let address = listener_config.address;
+            listeners.extend(
+                listener::bind(listener_config)
+                    .map_err(|source| Error::Bind { address, source })?,
+            );
+        }
+        let shared = Shared {
+            session_config: Arc::new(config.session_config()),
+            accounts: Arc::new(accounts),
+            tls,
+            limits: ConnLimits::new(max_connections, config.limits.max_connections_per_ip),
+            registry: Registry::default(),
+            stats,
+            tls_handshake_timeout: config.limits.tls_handshake_timeout,
+        };
+        info!(max_connections, domains = ?config.domains, "server ready");
+        Ok(Self {
+            shared: Arc::new(shared),
+            listeners,
+            shutdown: config.shutdown,
+        })
+    }
+
+    /// The bound listeners (one entry per socket).
+    pub fn local_addrs(&self) -> Vec<(ListenerKind, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|bound| Some((bound.kind, bound.listener.local_addr().ok()?)))
+            .collect()
+    }
+
+    /// The counters this server updates.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets sessions finish for
+    /// the grace period, closes the rest with `<system-shutdown/>` and returns once all
+    /// connections are gone (or forced closed). Reloads the users file on SIGHUP.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let mut hangup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut accept_loops = JoinSet::new();
+        for bound in self.listeners {
+            let address = bound.listener.local_addr().map_err(|source| Error::Bind {
+                address: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+            let listener = TcpListener::from_std(bound.listener)
+                .map_err(|source| Error::Bind { address, source })?;
+            info!(listener = %bound.kind, %address, "listening");
+            accept_loops.spawn(listener::accept_loop(
+                listener,
+                bound.kind,
+                Arc::clone(&self.shared),
+                stop_rx.clone(),
+            ));
+        }
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(()) = hangup.recv() => reload_users(&self.shared.accounts),
+            }
+        }
+        info!(
+            connections = self.shared.registry.len(),
+            "shutting down: no longer accepting"
+        );
+        // Send errors only mean every accept loop is gone already.
+        let _ = stop_tx.send(true);
+        while accept_loops.join_next().await.is_some() {}
+        shutdown::drain(&self.shared.registry, &self.shutdown).await;
+        info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Binds with `config` and serves until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    Server::bind(config)?.serve(shutdown).await
+}
+
+fn reload_users(accounts: &UserStore) {
+    match accounts.reload() {
+        Ok(report) => log_users("reloaded", &report),
+        Err(error) => warn!(%error, "users file not reloaded; keeping the accounts in use"),
+    }
+}
+
+fn log_users(origin: &str, report: &LoadReport) {
+    if report.missing {
+        warn!(
+            origin,
+            "users file does not exist: no accounts (create some with `xmpp-edge user add`)"
+        );
+    }
+    for skipped in &report.skipped {
+        warn!(origin, entry = %skipped, "users file entry skipped");
+    }
+    info!(origin, accounts = report.accounts, "accounts loaded");
+}

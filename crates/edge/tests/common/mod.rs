@@ -1,0 +1,573 @@
+//! Shared test support: a fixture directory (certificate, key, users file), an in-process
+//! server, the real binary as a child process, and a minimal XMPP client.
+
+#![allow(dead_code)]
+
+use std::io::BufRead as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edge::config::{ListenerConfig, ListenerKind};
+use edge::users::{StoredUser, UsersFile};
+use edge::{Config, Server, Stats};
+use rustls::pki_types::{CertificateDer, ServerName};
+use session::sasl::{self, ChannelBinding, SaltedPasswordCache, ScramClient, ScramHash};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// How long any single expectation may take before the test fails.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Iterations for test accounts: low, so debug-build PBKDF2 stays fast.
+pub const ITERATIONS: u32 = 256;
+pub const PASSWORD: &str = "secret";
+
+/// A temporary directory with a certificate for `localhost`, its key and a users file
+/// holding alice@localhost and bob@localhost (password [`PASSWORD`]).
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub cert_der: CertificateDer<'static>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub users: PathBuf,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, generated.cert.pem()).unwrap();
+        std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+        let users = dir.path().join("users.toml");
+        let mut file = UsersFile::default();
+        for jid in ["alice@localhost", "bob@localhost"] {
+            file.users.insert(
+                jid.to_owned(),
+                StoredUser::from_password(PASSWORD, ITERATIONS).unwrap(),
+            );
+        }
+        file.save(&users).unwrap();
+        Self {
+            dir,
+            cert_der: generated.cert.der().clone(),
+            cert,
+            key,
+            users,
+        }
+    }
+
+    /// A configuration for in-process servers: ephemeral ports on 127.0.0.1 and [::1].
+    pub fn config(&self) -> Config {
+        let mut config = Config::embedded();
+        config.users_file = self.users.clone();
+        config.tls.cert = Some(self.cert.clone());
+        config.tls.key = Some(self.key.clone());
+        // The IPv6 STARTTLS listener uses SO_REUSEPORT with two accept loops.
+        let mut reuse_port =
+            ListenerConfig::new(ListenerKind::Starttls, "[::1]:0".parse().unwrap());
+        reuse_port.reuse_port_workers = 2;
+        config.listeners = vec![
+            ListenerConfig::new(ListenerKind::Starttls, "127.0.0.1:0".parse().unwrap()),
+            ListenerConfig::new(ListenerKind::DirectTls, "127.0.0.1:0".parse().unwrap()),
+            reuse_port,
+            ListenerConfig::new(ListenerKind::DirectTls, "[::1]:0".parse().unwrap()),
+        ];
+        config.shutdown.grace_period = Duration::from_millis(100);
+        config.shutdown.force_after = Duration::from_millis(500);
+        config
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A TLS client configuration trusting the fixture's certificate.
+    pub fn tls(&self, alpn: bool) -> TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.cert_der.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        if alpn {
+            config.alpn_protocols = vec![b"xmpp-client".to_vec()];
+        }
+        TlsConnector::from(Arc::new(config))
+    }
+}
+
+/// A server running in this process until dropped or stopped.
+pub struct Running {
+    pub addrs: Vec<(ListenerKind, SocketAddr)>,
+    pub stats: Arc<Stats>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), edge::Error>>>,
+}
+
+impl Running {
+    pub fn start(config: Config) -> Self {
+        let server = Server::bind(config).unwrap();
+        let addrs = server.local_addrs();
+        let stats = server.stats();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addrs,
+            stats,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// The first listener of `kind` whose address is IPv6 (`v6`) or IPv4.
+    pub fn addr(&self, kind: ListenerKind, v6: bool) -> SocketAddr {
+        self.addrs
+            .iter()
+            .find(|(k, a)| *k == kind && a.is_ipv6() == v6)
+            .unwrap()
+            .1
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(STEP_TIMEOUT, task)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Polls `condition` until it holds, failing the test after [`STEP_TIMEOUT`].
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Upgrading,
+}
+
+impl Io {
+    fn stream(&mut self) -> &mut (dyn Stream + '_) {
+        match self {
+            Io::Plain(tcp) => tcp,
+            Io::Tls(tls) => tls.as_mut(),
+            Io::Upgrading => unreachable!("stream used during the TLS upgrade"),
+        }
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A minimal XMPP client reading the server's output as text.
+pub struct Client {
+    io: Io,
+    buf: String,
+    pub local: SocketAddr,
+    exporter: Option<[u8; 32]>,
+    pub alpn: Option<Vec<u8>>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let local = tcp.local_addr().unwrap();
+        Self {
+            io: Io::Plain(tcp),
+            buf: String::new(),
+            local,
+            exporter: None,
+            alpn: None,
+        }
+    }
+
+    /// Connects to a direct-TLS listener.
+    pub async fn connect_tls(addr: SocketAddr, connector: &TlsConnector) -> Self {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let local = tcp.local_addr().unwrap();
+        let mut client = Self {
+            io: Io::Plain(tcp),
+            buf: String::new(),
+            local,
+            exporter: None,
+            alpn: None,
+        };
+        client.handshake(connector).await;
+        client
+    }
+
+    async fn handshake(&mut self, connector: &TlsConnector) {
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Upgrading) else {
+            panic!("already TLS")
+        };
+        let name = ServerName::try_from("localhost").unwrap();
+        let tls = tokio::time::timeout(STEP_TIMEOUT, connector.connect(name, tcp))
+            .await
+            .unwrap()
+            .unwrap();
+        let conn = tls.get_ref().1;
+        self.alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+        if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+            self.exporter = conn
+                .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .ok();
+        }
+        self.io = Io::Tls(Box::new(tls));
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        self.try_send(text).await.unwrap();
+    }
+
+    pub async fn try_send(&mut self, text: &str) -> std::io::Result<()> {
+        let stream = self.io.stream();
+        stream.write_all(text.as_bytes()).await?;
+        stream.flush().await
+    }
+
+    /// Reads until the buffer holds a complete `<name ...>` element (self-closing or with
+    /// its end tag), removes everything up to its end and returns the element.
+    pub async fn expect(&mut self, name: &str) -> String {
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        loop {
+            if let Some((start, end)) = find_element(&self.buf, name) {
+                let element = self.buf[start..end].to_owned();
+                self.buf.drain(..end);
+                return element;
+            }
+            let mut chunk = [0u8; 4096];
+            let read = tokio::time::timeout_at(deadline, self.io.stream().read(&mut chunk)).await;
+            match read {
+                Ok(Ok(0)) => panic!(
+                    "connection closed while waiting for <{name}>; got {:?}",
+                    self.buf
+                ),
+                Ok(Ok(n)) => self.buf.push_str(std::str::from_utf8(&chunk[..n]).unwrap()),
+                Ok(Err(e)) => panic!("read error waiting for <{name}>: {e}; got {:?}", self.buf),
+                Err(_) => panic!("timed out waiting for <{name}>; got {:?}", self.buf),
+            }
+        }
+    }
+
+    /// Reads until the server closes the connection; returns what came before.
+    pub async fn expect_closed(&mut self, within: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout_at(deadline, self.io.stream().read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return std::mem::take(&mut self.buf),
+                Ok(Ok(n)) => self.buf.push_str(&String::from_utf8_lossy(&chunk[..n])),
+                Err(_) => panic!(
+                    "connection not closed within {within:?}; got {:?}",
+                    self.buf
+                ),
+            }
+        }
+    }
+
+    /// Sends a stream header and waits for the features.
+    pub async fn open_stream(&mut self) -> String {
+        self.send(
+            "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xml:lang='en' \
+             xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+        )
+        .await;
+        self.expect("stream:features").await
+    }
+
+    /// Opens the stream, upgrades with STARTTLS and opens the encrypted stream.
+    pub async fn starttls(&mut self, connector: &TlsConnector) -> String {
+        let features = self.open_stream().await;
+        assert!(features.contains("<starttls"), "{features}");
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
+        self.expect("proceed").await;
+        assert!(self.buf.is_empty(), "data after <proceed/>: {:?}", self.buf);
+        self.handshake(connector).await;
+        self.open_stream().await
+    }
+
+    /// SCRAM authentication, then the stream restart; returns the new features.
+    pub async fn scram(
+        &mut self,
+        user: &str,
+        password: &str,
+        hash: ScramHash,
+        plus: bool,
+    ) -> String {
+        let binding = if plus {
+            ChannelBinding::TlsExporter(self.exporter.expect("TLS 1.3 exporter"))
+        } else {
+            ChannelBinding::Unsupported
+        };
+        let mut scram = ScramClient::new(hash, user, password, binding);
+        let mut cache = SaltedPasswordCache::default();
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{}'>{}</auth>",
+            scram.mechanism().name(),
+            sasl::encode_payload(&scram.client_first())
+        ))
+        .await;
+        let challenge = self.expect("challenge").await;
+        let server_first = sasl::decode_payload(text_of(&challenge).as_bytes()).unwrap();
+        let client_final = scram
+            .handle_server_first(&server_first, &mut cache)
+            .unwrap();
+        self.send(&format!(
+            "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+            sasl::encode_payload(&client_final)
+        ))
+        .await;
+        let success = self.expect("success").await;
+        let server_final = sasl::decode_payload(text_of(&success).as_bytes()).unwrap();
+        scram.verify_server_final(&server_final).unwrap();
+        self.open_stream().await
+    }
+
+    /// Binds `resource`; returns the full JID the server assigned.
+    pub async fn bind(&mut self, resource: &str) -> String {
+        self.send(&format!(
+            "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <resource>{resource}</resource></bind></iq>"
+        ))
+        .await;
+        let iq = self.expect("iq").await;
+        assert!(iq.contains("result"), "{iq}");
+        text_of(&iq[iq.find("<jid").unwrap()..]).to_owned()
+    }
+
+    /// STARTTLS, SCRAM-SHA-256 and bind in one go.
+    pub async fn login(
+        addr: SocketAddr,
+        connector: &TlsConnector,
+        user: &str,
+        resource: &str,
+    ) -> Self {
+        let mut client = Self::connect(addr).await;
+        client.starttls(connector).await;
+        client.scram(user, PASSWORD, ScramHash::Sha256, false).await;
+        client.bind(resource).await;
+        client
+    }
+
+    /// Sends an IQ get with `payload` and returns the response IQ.
+    pub async fn iq_get(&mut self, id: &str, payload: &str) -> String {
+        self.send(&format!(
+            "<iq type='get' id='{id}' to='localhost'>{payload}</iq>"
+        ))
+        .await;
+        let iq = self.expect("iq").await;
+        assert!(
+            iq.contains(&format!("id='{id}'")) || iq.contains(&format!("id=\"{id}\"")),
+            "{iq}"
+        );
+        iq
+    }
+
+    pub async fn ping(&mut self, id: &str) {
+        let iq = self.iq_get(id, "<ping xmlns='urn:xmpp:ping'/>").await;
+        assert!(iq.contains("result"), "{iq}");
+    }
+}
+
+/// The start and end of the first complete `<name>` element in `buf`.
+fn find_element(buf: &str, name: &str) -> Option<(usize, usize)> {
+    let open = format!("<{name}");
+    let mut from = 0;
+    let start = loop {
+        let at = from + buf[from..].find(&open)?;
+        match buf[at + open.len()..].chars().next()? {
+            ' ' | '>' | '/' | '\t' | '\n' | '\r' => break at,
+            _ => from = at + open.len(),
+        }
+    };
+    let tag_end = start + buf[start..].find('>')?;
+    if buf[..tag_end].ends_with('/') {
+        return Some((start, tag_end + 1));
+    }
+    let close = format!("</{name}>");
+    let end = tag_end + buf[tag_end..].find(&close)? + close.len();
+    Some((start, end))
+}
+
+/// The text content of a simple element such as `<success>TEXT</success>`.
+pub fn text_of(element: &str) -> &str {
+    let Some(open_end) = element.find('>') else {
+        return "";
+    };
+    if element[..open_end].ends_with('/') {
+        return "";
+    }
+    let rest = &element[open_end + 1..];
+    &rest[..rest.find('<').unwrap_or(rest.len())]
+}
+
+/// The `xmpp-edge` binary running as a child process, its log collected line by line.
+pub struct Process {
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_xmpp-edge")
+}
+
+impl Process {
+    /// Runs `command` (the binary, possibly wrapped) with stderr captured.
+    pub fn spawn(mut command: Command) -> Self {
+        command
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, log }
+    }
+
+    /// Runs the binary with `--config config`.
+    pub fn run(config: &Path) -> Self {
+        let mut command = Command::new(binary());
+        command.arg("--config").arg(config);
+        Self::spawn(command)
+    }
+
+    pub fn log_contains(&self, text: &str) -> bool {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains(text))
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits for `count` "listening" lines and returns their (kind, address).
+    pub async fn listening(&mut self, count: usize) -> Vec<(String, SocketAddr)> {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            let found: Vec<(String, SocketAddr)> = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|line| line.contains(" listening "))
+                .filter_map(|line| {
+                    Some((
+                        field(line, "listener")?.to_owned(),
+                        field(line, "address")?.parse().ok()?,
+                    ))
+                })
+                .collect();
+            if found.len() >= count {
+                return found;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("xmpp-edge exited with {status}:\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "xmpp-edge did not start:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+
+    /// Waits for the process to exit and returns its status.
+    pub async fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "xmpp-edge still running:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `name=value` in a log line.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let at = line.find(&format!("{name}="))? + name.len() + 1;
+    line[at..].split_whitespace().next()
+}
+
+/// A configuration file for the binary with one listener of each kind on 127.0.0.1:0.
+pub fn write_config(fixture: &Fixture, extra_limits: &str, shutdown: &str, tls: bool) -> PathBuf {
+    let tls = if tls {
+        format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\n",
+            fixture.cert, fixture.key
+        )
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "domains = [\"localhost\"]\nusers_file = {:?}\n{tls}\
+         [[listeners]]\nkind = \"starttls\"\naddress = \"127.0.0.1:0\"\n\
+         [[listeners]]\nkind = \"direct_tls\"\naddress = \"127.0.0.1:0\"\n\
+         [limits]\n{extra_limits}\n[shutdown]\n{shutdown}\n[log]\nfilter = \"info\"\n",
+        fixture.users
+    );
+    let path = fixture.path("xmpp-edge.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
