@@ -27,6 +27,7 @@ mod limits;
 mod machine;
 mod message;
 mod ns;
+pub mod proxy;
 pub mod sasl;
 mod sic;
 mod stream;
