@@ -20,13 +20,30 @@
 //! let n = tokenizer.compact();
 //! buf.drain(..n);
 //! ```
+//!
+//! What is accepted is RFC 6120 section 11's restricted XML, namespace-well-formed and
+//! UTF-8 only. An XML declaration may open a stream (it is not a processing
+//! instruction); comments, processing instructions, DTDs and entities other than the
+//! five predefined ones are `restricted-xml`. So are CDATA sections: RFC 6120 does not
+//! list them, but a CDATA section is the one construct whose content cannot be handed
+//! out as raw text that [`unescape`] resolves, and XMPP software escapes text rather
+//! than using them. Text between stanzas must be whitespace (`bad-format` otherwise).
+//! Each rejection is a typed [`Error`] that names its stream error condition.
+//!
+//! The same input gives the same tokens (text may arrive in more pieces) and the same
+//! error however it is split into reads, and steady-state tokenizing allocates nothing.
 
 #![forbid(unsafe_code)]
 
+mod chars;
+mod decl;
 mod error;
 mod escape;
 mod tokenizer;
 
 pub use error::{Error, StreamErrorCondition};
-pub use escape::{escape_attr, escape_text, unescape};
+pub use escape::{escape_attr, escape_text, unescape, unescape_attr};
 pub use tokenizer::{Attribute, Attributes, EndTag, Limits, QName, StartTag, Token, Tokenizer};
+
+#[cfg(test)]
+mod tests;

@@ -1,8 +1,28 @@
 //! The incremental tokenizer state machine.
+//!
+//! Every partial-token state is kept relative to `pos`, the start of the token being
+//! read, and every namespace declaration and open element of the current stanza relative
+//! to the stanza's start, so [`Tokenizer::compact`] only has to move those two offsets.
+//!
+//! Decisions depend only on bytes already seen, never on where a read happened to end:
+//! a token that is not complete yet is resumed exactly where its scan stopped, so the
+//! same input yields the same tokens (text may come in more pieces) and the same error
+//! however it is split into reads, and no byte is scanned more than a bounded number of
+//! times.
 
+use std::borrow::Cow;
 use std::ops::Range;
+use std::str;
+
+use memchr::memchr;
 
 use crate::Error;
+use crate::chars::{self, RefState, RefStep, same};
+use crate::escape::unescape_attr_into;
+use crate::{decl, unescape_attr};
+
+const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
 
 /// Limits a stranger's input cannot exceed; each violation is `policy-violation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,12 +35,18 @@ pub struct Limits {
     /// Most attributes (namespace declarations included) on one element.
     pub max_attributes: usize,
     /// Longest element or attribute name (prefix and local part together) in bytes.
+    /// Also bounds entity names in references.
     pub max_name_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_stanza_bytes: 64 * 1024, max_depth: 32, max_attributes: 32, max_name_bytes: 256 }
+        Self {
+            max_stanza_bytes: 64 * 1024,
+            max_depth: 32,
+            max_attributes: 32,
+            max_name_bytes: 256,
+        }
     }
 }
 
@@ -31,44 +57,103 @@ pub struct QName<'a> {
     pub local: &'a str,
 }
 
+impl<'a> QName<'a> {
+    #[inline]
+    fn at(tag: &'a str, start: usize, colon: Option<usize>, end: usize) -> Self {
+        match colon {
+            Some(c) => Self {
+                prefix: Some(sub(tag, start, c)),
+                local: sub(tag, c + 1, end),
+            },
+            None => Self {
+                prefix: None,
+                local: sub(tag, start, end),
+            },
+        }
+    }
+}
+
 /// One attribute. `raw_value` is exactly as on the wire, entities unresolved: call
 /// [`Attribute::value`] to unescape it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attribute<'a> {
     pub name: QName<'a>,
     pub raw_value: &'a str,
+    /// Known while tokenizing: the value needs no unescaping.
+    plain: bool,
 }
 
 impl<'a> Attribute<'a> {
-    /// The unescaped value; borrowed when it contains no entity reference.
-    pub fn value(&self) -> std::borrow::Cow<'a, str> {
+    /// The unescaped, normalized value (see [`crate::unescape_attr`]); borrowed when
+    /// there is nothing to change.
+    #[inline]
+    pub fn value(&self) -> Cow<'a, str> {
+        if self.plain {
+            return Cow::Borrowed(self.raw_value);
+        }
         // Values were validated when the tag was tokenized, so unescaping cannot fail.
-        unimplemented!()
+        unescape_attr(self.raw_value).unwrap_or(Cow::Borrowed(self.raw_value))
     }
+}
+
+/// Where one attribute lies in its tag; offsets are relative to the tag's `<`.
+#[derive(Debug, Clone, Copy)]
+struct AttrSpan {
+    name_start: usize,
+    name_end: usize,
+    colon: Option<usize>,
+    value_start: usize,
+    value_end: usize,
+    /// The value has no reference and no tab, LF or CR: unescaping leaves it as it is.
+    plain: bool,
 }
 
 /// The attributes of a start tag, iterated lazily over the already-validated tag bytes
 /// (no allocation). Namespace declarations (`xmlns`, `xmlns:p`) are included.
 #[derive(Debug, Clone)]
 pub struct Attributes<'a> {
-    raw: &'a str,
+    tag: &'a str,
+    spans: &'a [AttrSpan],
 }
 
 impl<'a> Attributes<'a> {
     /// The raw value of the first attribute whose name is exactly `name` (prefix included, e.g. `xml:lang`).
+    #[inline]
     pub fn get(&self, name: &str) -> Option<&'a str> {
-        let _ = name;
-        unimplemented!()
+        let tag = self.tag;
+        self.spans
+            .iter()
+            .find(|s| tag.as_bytes().get(s.name_start..s.name_end) == Some(name.as_bytes()))
+            .map(|s| sub(tag, s.value_start, s.value_end))
+    }
+
+    #[inline]
+    fn attribute(tag: &'a str, s: &AttrSpan) -> Attribute<'a> {
+        Attribute {
+            name: QName::at(tag, s.name_start, s.colon, s.name_end),
+            raw_value: sub(tag, s.value_start, s.value_end),
+            plain: s.plain,
+        }
     }
 }
 
 impl<'a> Iterator for Attributes<'a> {
     type Item = Attribute<'a>;
+
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let _ = self.raw;
-        unimplemented!()
+        let (first, rest) = self.spans.split_first()?;
+        self.spans = rest;
+        Some(Self::attribute(self.tag, first))
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.spans.len(), Some(self.spans.len()))
     }
 }
+
+impl ExactSizeIterator for Attributes<'_> {}
 
 /// An element start tag (or the stream header).
 #[derive(Debug, Clone)]
@@ -115,16 +200,184 @@ pub enum Token<'a> {
     StreamClose,
 }
 
+/// Where the stream is, as far as the document structure goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Before the stream header: an XML declaration and whitespace may come.
+    Prolog,
+    /// The header is open: stanzas and whitespace.
+    Stream,
+    /// The stream element has ended: only whitespace may follow.
+    Closed,
+}
+
+/// The token being read at `pos`, with enough state to resume its scan.
+#[derive(Debug, Clone, Copy)]
+enum Scan {
+    /// Between tokens.
+    Idle,
+    StartTag(TagScan),
+    EndTag(EndScan),
+    /// The XML declaration; `?>` is searched from this offset on.
+    Decl(usize),
+    /// Text that starts with a reference whose scan stopped at this offset in this state.
+    TextRef(usize, RefState),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TagScan {
+    /// Offset from `pos` where the scan resumes.
+    i: usize,
+    at: TagAt,
+    /// End of the element name, once known.
+    name_end: usize,
+    name_colon: Option<usize>,
+}
+
+/// Where inside a start tag the scan is; attribute offsets go to `Tokenizer::attrs`.
+#[derive(Debug, Clone, Copy)]
+enum TagAt {
+    Name,
+    /// Between attributes; whether whitespace was seen since the last name or value.
+    Space(bool),
+    AttrName,
+    BeforeEq,
+    BeforeValue,
+    /// Inside a value quoted by this byte.
+    Value(u8),
+    Ref(u8, RefState),
+    /// After `/`.
+    Slash,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct EndScan {
+    i: usize,
+    /// End of the name, or 0 while it is being scanned.
+    name_end: usize,
+    /// Offset of the colon in the name, if prefixed.
+    colon: Option<usize>,
+}
+
+/// A token owed to the caller before more input is read.
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    None,
+    /// The end of the self-closing element on top of the stack.
+    End,
+    /// The stanza that started at `stanza_start` ended here.
+    StanzaEnd(usize),
+    StreamClose,
+}
+
+/// An open element of the current stanza.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    /// The name, relative to `stanza_start`.
+    name: (usize, usize),
+    /// Offset of the colon in the name, if prefixed.
+    colon: Option<usize>,
+    /// `ns.len()` before this element's declarations.
+    ns_len: usize,
+    /// The default namespace outside this element, restored when it ends.
+    outer_default: Loc,
+}
+
+/// Where a namespace prefix or name is stored.
+#[derive(Debug, Clone, Copy)]
+enum Loc {
+    /// In the caller's buffer, relative to `stanza_start`.
+    Buf(usize, usize),
+    /// In `ns_arena` (a declaration whose value needed unescaping).
+    Arena(usize, usize),
+    /// In `header_store` (the header's bytes are gone after the next compact).
+    Header(usize, usize),
+    Static(&'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct NsDecl {
+    /// Empty for the default namespace.
+    prefix: Loc,
+    uri: Loc,
+}
+
+/// A token described by offsets into the buffer, before it borrows from the tokenizer.
+enum Ev<'b> {
+    NeedMore,
+    Open {
+        tag: &'b str,
+        name_end: usize,
+        colon: Option<usize>,
+        ns: NsOut<'b>,
+        self_closing: bool,
+        depth: usize,
+    },
+    Text(&'b str),
+    End(EndTag<'b>),
+    StanzaEnd(Range<usize>),
+    Whitespace,
+    StreamClose,
+}
+
+/// A resolved namespace name: borrowed from the buffer (or static), or stored here.
+enum NsOut<'b> {
+    Str(&'b str),
+    Arena(usize, usize),
+    Header(usize, usize),
+}
+
 /// Incremental tokenizer state for one XML stream. Holds no copy of the input except
 /// the namespace declarations of the stream header (which the caller's buffer drops).
 #[derive(Debug)]
 pub struct Tokenizer {
     limits: Limits,
+    phase: Phase,
+    /// Nothing of this stream has been consumed yet, so an XML declaration may come.
+    decl_allowed: bool,
+    /// Start of the next unconsumed byte: the token being read starts here.
+    pos: usize,
+    scan: Scan,
+    pending: Pending,
+    /// A stanza is open (or its `StanzaEnd` is still pending) and started here.
+    in_stanza: bool,
+    stanza_start: usize,
+    frames: Vec<Frame>,
+    ns: Vec<NsDecl>,
+    /// The default namespace in scope (the one lookup every unprefixed element needs).
+    default_ns: Loc,
+    ns_arena: String,
+    header_name: String,
+    header_ns: Vec<NsDecl>,
+    header_store: String,
+    /// Attributes of the start tag being read or last returned.
+    attrs: Vec<AttrSpan>,
+    dead: Option<Error>,
+    examined: u64,
 }
 
 impl Tokenizer {
     pub fn new(limits: Limits) -> Self {
-        Self { limits }
+        Self {
+            limits,
+            phase: Phase::Prolog,
+            decl_allowed: true,
+            pos: 0,
+            scan: Scan::Idle,
+            pending: Pending::None,
+            in_stanza: false,
+            stanza_start: 0,
+            frames: Vec::new(),
+            ns: Vec::new(),
+            default_ns: Loc::Static(""),
+            ns_arena: String::new(),
+            header_name: String::new(),
+            header_ns: Vec::new(),
+            header_store: String::new(),
+            attrs: Vec::new(),
+            dead: None,
+            examined: 0,
+        }
     }
 
     /// The limits this tokenizer enforces.
@@ -135,19 +388,981 @@ impl Tokenizer {
     /// The next token from `buf`, the caller's buffer since the last [`Tokenizer::compact`].
     /// `buf` must begin with the same bytes as on the previous call (the caller only appends).
     pub fn next<'a>(&'a mut self, buf: &'a [u8]) -> Result<Token<'a>, Error> {
-        let _ = buf;
-        unimplemented!()
+        if let Some(e) = self.dead {
+            return Err(e);
+        }
+        match self.step(buf) {
+            Ok(ev) => {
+                let this: &'a Self = self;
+                Ok(this.token(ev))
+            }
+            Err(e) => {
+                self.dead = Some(e);
+                Err(e)
+            }
+        }
     }
 
     /// How many leading bytes of the buffer the caller must now drop (`buf.drain(..n)`);
     /// offsets inside the tokenizer move down by the same amount. Never drops bytes of a
     /// stanza that has not ended.
     pub fn compact(&mut self) -> usize {
-        unimplemented!()
+        let n = if self.in_stanza {
+            self.stanza_start
+        } else {
+            self.pos
+        };
+        self.pos -= n;
+        if self.in_stanza {
+            self.stanza_start -= n;
+        }
+        n
     }
 
-    /// Forget everything, for an RFC 6120 stream restart (after STARTTLS or SASL).
+    /// Forget everything, for an RFC 6120 stream restart (after STARTTLS or SASL). The
+    /// next byte passed in is the first of the new stream: drop the old stream's bytes
+    /// (all of them, or up to the end of the last stanza) before calling `next` again.
     pub fn reset(&mut self) {
-        unimplemented!()
+        self.phase = Phase::Prolog;
+        self.decl_allowed = true;
+        self.pos = 0;
+        self.scan = Scan::Idle;
+        self.pending = Pending::None;
+        self.in_stanza = false;
+        self.stanza_start = 0;
+        self.frames.clear();
+        self.ns.clear();
+        self.default_ns = Loc::Static("");
+        self.ns_arena.clear();
+        self.header_name.clear();
+        self.header_ns.clear();
+        self.header_store.clear();
+        self.attrs.clear();
+        self.dead = None;
     }
+
+    /// How many input bytes the tokenizer has looked at so far, counting a byte again
+    /// each time it is looked at again. Evidence that work stays linear in the input
+    /// however it is split; for tests.
+    #[doc(hidden)]
+    pub fn bytes_examined(&self) -> u64 {
+        self.examined
+    }
+
+    fn note(&mut self, n: usize) {
+        self.examined += n as u64;
+    }
+
+    fn token<'a>(&'a self, ev: Ev<'a>) -> Token<'a> {
+        match ev {
+            Ev::NeedMore => Token::NeedMore,
+            Ev::Open {
+                tag,
+                name_end,
+                colon,
+                ns,
+                self_closing,
+                depth,
+            } => {
+                let start = StartTag {
+                    name: QName::at(tag, 1, colon, name_end),
+                    namespace: match ns {
+                        NsOut::Str(s) => s,
+                        NsOut::Arena(a, b) => sub(&self.ns_arena, a, b),
+                        NsOut::Header(a, b) => sub(&self.header_store, a, b),
+                    },
+                    attributes: Attributes {
+                        tag,
+                        spans: &self.attrs,
+                    },
+                    self_closing,
+                    depth,
+                };
+                if depth == 0 {
+                    Token::StreamOpen(start)
+                } else {
+                    Token::Start(start)
+                }
+            }
+            Ev::Text(s) => Token::Text(s),
+            Ev::End(e) => Token::End(e),
+            Ev::StanzaEnd(r) => Token::StanzaEnd(r),
+            Ev::Whitespace => Token::Whitespace,
+            Ev::StreamClose => Token::StreamClose,
+        }
+    }
+
+    #[inline]
+    fn step<'b>(&mut self, buf: &'b [u8]) -> Result<Ev<'b>, Error> {
+        match std::mem::replace(&mut self.pending, Pending::None) {
+            Pending::None => {}
+            Pending::End => {
+                let (name, colon) = match self.frames.last() {
+                    Some(f) => (
+                        str::from_utf8(self.in_buf(buf, f.name)).unwrap_or_default(),
+                        f.colon,
+                    ),
+                    None => ("", None),
+                };
+                return Ok(self.close(name, colon));
+            }
+            Pending::StanzaEnd(end) => {
+                self.in_stanza = false;
+                self.ns_arena.clear();
+                return Ok(Ev::StanzaEnd(self.stanza_start..end));
+            }
+            Pending::StreamClose => return Ok(Ev::StreamClose),
+        }
+        loop {
+            let unit = if self.in_stanza {
+                self.stanza_start
+            } else {
+                self.pos
+            };
+            let limit = unit.saturating_add(self.limits.max_stanza_bytes);
+            let lim = Lim {
+                end: buf.len().min(limit),
+                over: buf.len() > limit,
+            };
+            let ev = match self.scan {
+                Scan::Idle => self.idle(buf, lim)?,
+                Scan::StartTag(st) => self.start_tag(buf, lim, st)?,
+                Scan::EndTag(st) => self.end_tag(buf, lim, st)?,
+                Scan::Decl(i) => self.decl(buf, lim, i)?,
+                Scan::TextRef(i, rs) => self.text(buf, lim, Some((i, rs)))?,
+            };
+            if let Some(ev) = ev {
+                return Ok(ev);
+            }
+        }
+    }
+
+    /// Starts the next token at `pos`.
+    #[inline]
+    fn idle<'b>(&mut self, buf: &'b [u8], lim: Lim) -> Step<'b> {
+        let rest = span(buf, self.pos, lim.end);
+        let Some(&first) = rest.first() else {
+            return lim.need_more();
+        };
+        if first != b'<' {
+            return if self.frames.is_empty() {
+                self.whitespace(rest)
+            } else {
+                self.text(buf, lim, None)
+            };
+        }
+        let Some(&second) = rest.get(1) else {
+            self.note(1);
+            return lim.need_more();
+        };
+        self.note(2);
+        match second {
+            b'/' => match self.phase {
+                Phase::Prolog => Err(Error::UnexpectedEndTag),
+                Phase::Closed => Err(Error::AfterStreamClose),
+                Phase::Stream => self.end_tag(
+                    buf,
+                    lim,
+                    EndScan {
+                        i: 2,
+                        name_end: 0,
+                        colon: None,
+                    },
+                ),
+            },
+            b'?' => self.question(buf, lim),
+            b'!' => self.bang(rest, lim),
+            c if chars::is_name_start(c) => {
+                if self.phase == Phase::Closed {
+                    return Err(Error::AfterStreamClose);
+                }
+                self.attrs.clear();
+                if let Some(tag) = fast_start_tag(rest, &mut self.attrs, &self.limits) {
+                    self.note(tag.gt + 1);
+                    return self.finish_start(buf, rest, tag).map(Some);
+                }
+                self.attrs.clear();
+                self.start_tag(
+                    buf,
+                    lim,
+                    TagScan {
+                        i: 1,
+                        at: TagAt::Name,
+                        name_end: 0,
+                        name_colon: None,
+                    },
+                )
+            }
+            _ => Err(Error::InvalidName),
+        }
+    }
+
+    /// Whitespace outside stanzas; anything else there is an error.
+    fn whitespace<'b>(&mut self, rest: &[u8]) -> Step<'b> {
+        let n = rest
+            .iter()
+            .position(|&b| !chars::is_ws(b))
+            .unwrap_or(rest.len());
+        self.note(n + 1);
+        if n > 0 {
+            self.pos += n;
+            self.decl_allowed = false;
+            return Ok(Some(Ev::Whitespace));
+        }
+        Err(match self.phase {
+            Phase::Prolog => Error::TextBeforeStream,
+            Phase::Stream => Error::TextBetweenStanzas,
+            Phase::Closed => Error::AfterStreamClose,
+        })
+    }
+
+    /// `<!`: comments, CDATA sections and DTDs are all restricted XML.
+    fn bang<'b>(&mut self, rest: &[u8], lim: Lim) -> Step<'b> {
+        const MARKUP: [(&[u8], Error); 3] = [
+            (b"<!--", Error::Comment),
+            (b"<![CDATA[", Error::CData),
+            (b"<!DOCTYPE", Error::Doctype),
+        ];
+        self.note(rest.len().min(9));
+        let mut may_be = false;
+        for (lead, error) in MARKUP {
+            if rest.starts_with(lead) {
+                return Err(error);
+            }
+            may_be |= lead.starts_with(rest);
+        }
+        if may_be {
+            lim.need_more()
+        } else {
+            Err(Error::InvalidMarkup)
+        }
+    }
+
+    /// `<?`: the XML declaration at the very start of a stream, or a forbidden PI.
+    fn question<'b>(&mut self, buf: &'b [u8], lim: Lim) -> Step<'b> {
+        if !self.decl_allowed || self.phase != Phase::Prolog {
+            return Err(Error::ProcessingInstruction);
+        }
+        let rest = span(buf, self.pos, lim.end);
+        self.note(rest.len().min(6));
+        match rest.get(5) {
+            None if b"<?xml".starts_with(rest) => lim.need_more(),
+            Some(&c) if rest.starts_with(b"<?xml") && chars::is_ws(c) => self.decl(buf, lim, 6),
+            _ => Err(Error::ProcessingInstruction),
+        }
+    }
+
+    fn decl<'b>(&mut self, buf: &'b [u8], lim: Lim, from: usize) -> Step<'b> {
+        let b = span(buf, self.pos, lim.end);
+        let mut i = from;
+        loop {
+            let Some(k) = memchr(b'?', b.get(i..).unwrap_or_default()) else {
+                self.note(b.len().saturating_sub(from));
+                self.scan = Scan::Decl(b.len());
+                return lim.need_more();
+            };
+            let q = i + k;
+            match b.get(q + 1) {
+                None => {
+                    self.note(q + 1 - from);
+                    self.scan = Scan::Decl(q);
+                    return lim.need_more();
+                }
+                Some(b'>') => {
+                    let whole = b.get(..q + 2).unwrap_or_default();
+                    self.note(q + 2 - from + whole.len());
+                    decl::check(whole)?;
+                    self.scan = Scan::Idle;
+                    self.pos += whole.len();
+                    self.decl_allowed = false;
+                    return Ok(None);
+                }
+                Some(_) => i = q + 1,
+            }
+        }
+    }
+
+    /// Character data inside a stanza, validated and handed out up to the last point
+    /// that is certainly valid: before a reference or UTF-8 sequence the read cut off,
+    /// or before an error (which the next call then reports).
+    fn text<'b>(&mut self, buf: &'b [u8], lim: Lim, resume: Option<(usize, RefState)>) -> Step<'b> {
+        let start = self.pos;
+        let b = span(buf, start, lim.end);
+        let max_name = self.limits.max_name_bytes;
+        let mut i = 0;
+        if let Some((at, rs)) = resume {
+            self.scan = Scan::Idle;
+            match chars::scan_ref(b, at, rs, max_name) {
+                RefStep::Done { end, .. } => i = end,
+                RefStep::Incomplete(rs) => {
+                    self.note(b.len().saturating_sub(at));
+                    self.scan = Scan::TextRef(b.len(), rs);
+                    return lim.need_more();
+                }
+                RefStep::Invalid(e) => return Err(e),
+            }
+        }
+        // Find where this run of text stops: `<`, the end of the input, or an error.
+        let mut fail = None;
+        let mut open_ref = None;
+        let stop = loop {
+            let Some(j) = chars::find3(b'<', b'&', b'>', b, i) else {
+                break b.len();
+            };
+            match b.get(j) {
+                Some(b'<') => break j,
+                Some(b'>') => {
+                    // The two bytes before can only be text: a tag ends in `>`.
+                    if buf.get((start + j).saturating_sub(2)..start + j) == Some(b"]]") {
+                        fail = Some(Error::CDataEndInText);
+                        break j;
+                    }
+                    i = j + 1;
+                }
+                _ => match chars::scan_ref(b, j + 1, RefState::Amp, max_name) {
+                    RefStep::Done { end, .. } => i = end,
+                    RefStep::Incomplete(rs) => {
+                        open_ref = Some(rs);
+                        break j;
+                    }
+                    RefStep::Invalid(e) => {
+                        fail = Some(e);
+                        break j;
+                    }
+                },
+            }
+        };
+        // The run was cut by the end of the input, not by markup or an error.
+        let cut = stop == b.len() && fail.is_none() && open_ref.is_none();
+        let scanned = if open_ref.is_some() {
+            b.len()
+        } else {
+            (stop + 1).min(b.len())
+        };
+        self.note(scanned + stop);
+        let run = b.get(..stop).unwrap_or_default();
+        let mut text = match str::from_utf8(run) {
+            Ok(s) => s,
+            Err(e) => {
+                // A sequence cut off by the end of the input may still complete.
+                if e.error_len().is_some() || stop < b.len() {
+                    fail = Some(Error::InvalidUtf8);
+                    open_ref = None;
+                }
+                str::from_utf8(run.get(..e.valid_up_to()).unwrap_or_default()).unwrap_or_default()
+            }
+        };
+        if let Some(f) = chars::find_forbidden(text.as_bytes()) {
+            text = text.get(..f).unwrap_or_default();
+            fail = Some(Error::ForbiddenChar);
+            open_ref = None;
+        }
+        // A CR the input ends with waits for the next read: with a LF after it, the
+        // pair is one line end, and unescaping each text token must agree with
+        // unescaping the whole run.
+        if cut && fail.is_none() {
+            text = text.strip_suffix('\r').unwrap_or(text);
+        }
+        if !text.is_empty() {
+            self.pos += text.len();
+            return Ok(Some(Ev::Text(text)));
+        }
+        if let Some(e) = fail {
+            return Err(e);
+        }
+        if let Some(rs) = open_ref {
+            self.scan = Scan::TextRef(b.len(), rs);
+        }
+        lim.need_more()
+    }
+
+    fn start_tag<'b>(&mut self, buf: &'b [u8], lim: Lim, mut st: TagScan) -> Step<'b> {
+        let b = span(buf, self.pos, lim.end);
+        let max_name = self.limits.max_name_bytes;
+        let from = st.i;
+        let mut i = st.i;
+        let done = loop {
+            match st.at {
+                TagAt::Name => {
+                    i = chars::skip_name(b, i);
+                    if i - 1 > max_name {
+                        return Err(Error::NameTooLong);
+                    }
+                    if i == b.len() {
+                        break None;
+                    }
+                    st.name_colon = chars::qname(span(b, 1, i))?.map(|c| c + 1);
+                    st.name_end = i;
+                    st.at = TagAt::Space(false);
+                }
+                TagAt::Space(ws) => {
+                    let j = chars::skip_ws(b, i);
+                    let ws = ws || j > i;
+                    i = j;
+                    st.at = TagAt::Space(ws);
+                    match b.get(i) {
+                        None => break None,
+                        Some(b'>') => break Some((i, false)),
+                        Some(b'/') => {
+                            i += 1;
+                            st.at = TagAt::Slash;
+                        }
+                        Some(&c) if chars::is_name_start(c) => {
+                            if !ws {
+                                return Err(Error::MissingWhitespace);
+                            }
+                            if self.attrs.len() >= self.limits.max_attributes {
+                                return Err(Error::TooManyAttributes);
+                            }
+                            self.attrs.push(AttrSpan {
+                                name_start: i,
+                                name_end: i,
+                                colon: None,
+                                value_start: i,
+                                value_end: i,
+                                plain: true,
+                            });
+                            i += 1;
+                            st.at = TagAt::AttrName;
+                        }
+                        Some(_) => return Err(Error::MalformedTag),
+                    }
+                }
+                TagAt::AttrName => {
+                    i = chars::skip_name(b, i);
+                    let Some(a) = self.attrs.last_mut() else {
+                        return Err(Error::MalformedTag);
+                    };
+                    if i - a.name_start > max_name {
+                        return Err(Error::NameTooLong);
+                    }
+                    if i == b.len() {
+                        break None;
+                    }
+                    a.colon = chars::qname(span(b, a.name_start, i))?.map(|c| c + a.name_start);
+                    a.name_end = i;
+                    st.at = TagAt::BeforeEq;
+                }
+                TagAt::BeforeEq => {
+                    i = chars::skip_ws(b, i);
+                    match b.get(i) {
+                        None => break None,
+                        Some(b'=') => {
+                            i += 1;
+                            st.at = TagAt::BeforeValue;
+                        }
+                        Some(_) => return Err(Error::AttributeWithoutValue),
+                    }
+                }
+                TagAt::BeforeValue => {
+                    i = chars::skip_ws(b, i);
+                    match b.get(i) {
+                        None => break None,
+                        Some(&q @ (b'\'' | b'"')) => {
+                            i += 1;
+                            if let Some(a) = self.attrs.last_mut() {
+                                a.value_start = i;
+                            }
+                            st.at = TagAt::Value(q);
+                        }
+                        Some(_) => return Err(Error::UnquotedAttributeValue),
+                    }
+                }
+                TagAt::Value(q) => {
+                    i = chars::skip_value(b, i, q);
+                    match b.get(i) {
+                        None => break None,
+                        Some(&c) if c == q => {
+                            if let Some(a) = self.attrs.last_mut() {
+                                a.value_end = i;
+                            }
+                            i += 1;
+                            st.at = TagAt::Space(false);
+                        }
+                        Some(b'<') => return Err(Error::LtInAttributeValue),
+                        Some(&c @ (b'&' | b'\t' | b'\n' | b'\r')) => {
+                            if let Some(a) = self.attrs.last_mut() {
+                                a.plain = false;
+                            }
+                            i += 1;
+                            if c == b'&' {
+                                st.at = TagAt::Ref(q, RefState::Amp);
+                            }
+                        }
+                        Some(0xEF) => match chars::is_nonchar_at(b, i) {
+                            Some(false) => i += 1,
+                            Some(true) => return Err(Error::ForbiddenChar),
+                            None => break None,
+                        },
+                        Some(_) => return Err(Error::ForbiddenChar),
+                    }
+                }
+                TagAt::Ref(q, rs) => match chars::scan_ref(b, i, rs, max_name) {
+                    RefStep::Done { end, .. } => {
+                        i = end;
+                        st.at = TagAt::Value(q);
+                    }
+                    RefStep::Incomplete(rs) => {
+                        i = b.len();
+                        st.at = TagAt::Ref(q, rs);
+                        break None;
+                    }
+                    RefStep::Invalid(e) => return Err(e),
+                },
+                TagAt::Slash => match b.get(i) {
+                    None => break None,
+                    Some(b'>') => break Some((i, true)),
+                    Some(_) => return Err(Error::MalformedTag),
+                },
+            }
+        };
+        self.note(i.saturating_sub(from));
+        let Some((gt, self_closing)) = done else {
+            st.i = i;
+            self.scan = Scan::StartTag(st);
+            return lim.need_more();
+        };
+        self.scan = Scan::Idle;
+        let tag = Complete {
+            gt,
+            self_closing,
+            name_end: st.name_end,
+            name_colon: st.name_colon,
+        };
+        self.finish_start(buf, b, tag).map(Some)
+    }
+
+    #[inline]
+    fn finish_start<'b>(
+        &mut self,
+        buf: &'b [u8],
+        b: &'b [u8],
+        c: Complete,
+    ) -> Result<Ev<'b>, Error> {
+        let raw = span(b, 0, c.gt + 1);
+        self.note(raw.len());
+        // Names and whitespace passed the byte tables and values were screened for
+        // forbidden characters while scanning; only UTF-8 validity is left to check.
+        let tag = str::from_utf8(raw).map_err(|_| Error::InvalidUtf8)?;
+        self.open(buf, tag, c)
+    }
+
+    /// A complete, lexically valid start tag: namespaces, duplicates, depth.
+    fn open<'b>(&mut self, buf: &'b [u8], tag: &'b str, st: Complete) -> Result<Ev<'b>, Error> {
+        let self_closing = st.self_closing;
+        let header = self.phase == Phase::Prolog;
+        let depth = if header { 0 } else { self.frames.len() + 1 };
+        if depth > self.limits.max_depth {
+            return Err(Error::TooDeep);
+        }
+        let t = tag.as_bytes();
+        if depth == 1 {
+            self.in_stanza = true;
+            self.stanza_start = self.pos;
+        }
+        // Offsets of this tag relative to the stanza start, for declarations kept in `ns`.
+        let rel = if header {
+            0
+        } else {
+            self.pos - self.stanza_start
+        };
+        let ns_len = self.ns.len();
+        let outer_default = self.default_ns;
+        if header {
+            self.header_ns.clear();
+            self.header_store.clear();
+            self.header_name.clear();
+            self.header_name.push_str(sub(tag, 1, st.name_end));
+        }
+        // One pass for duplicates and namespace declarations; prefixed attributes are
+        // resolved afterwards, once all of this element's declarations are in scope.
+        let mut prefixed = false;
+        for k in 0..self.attrs.len() {
+            let Some(&a) = self.attrs.get(k) else { break };
+            let name = span(t, a.name_start, a.name_end);
+            if self
+                .attrs
+                .get(..k)
+                .unwrap_or_default()
+                .iter()
+                .any(|o| same(span(t, o.name_start, o.name_end), name))
+            {
+                return Err(Error::DuplicateAttribute);
+            }
+            let prefix = match a.colon {
+                None if same(name, b"xmlns") => (a.name_end, a.name_end),
+                Some(c) if same(span(t, a.name_start, c), b"xmlns") => (c + 1, a.name_end),
+                Some(_) => {
+                    prefixed = true;
+                    continue;
+                }
+                None => continue,
+            };
+            let p = sub(tag, prefix.0, prefix.1);
+            let raw = sub(tag, a.value_start, a.value_end);
+            // Escaped names are unescaped straight into storage that is reused.
+            let decl = if header {
+                let at = store(&mut self.header_store, p);
+                let mid = self.header_store.len();
+                unescape_attr_into(raw, &mut self.header_store)?;
+                let end = self.header_store.len();
+                check_declaration(p, sub(&self.header_store, mid, end))?;
+                NsDecl {
+                    prefix: Loc::Header(at, mid),
+                    uri: Loc::Header(mid, end),
+                }
+            } else if !a.plain {
+                let at = self.ns_arena.len();
+                unescape_attr_into(raw, &mut self.ns_arena)?;
+                let end = self.ns_arena.len();
+                check_declaration(p, sub(&self.ns_arena, at, end))?;
+                NsDecl {
+                    prefix: Loc::Buf(rel + prefix.0, rel + prefix.1),
+                    uri: Loc::Arena(at, end),
+                }
+            } else {
+                check_declaration(p, raw)?;
+                let uri = Loc::Buf(rel + a.value_start, rel + a.value_end);
+                NsDecl {
+                    prefix: Loc::Buf(rel + prefix.0, rel + prefix.1),
+                    uri,
+                }
+            };
+            if prefix.0 == prefix.1 {
+                self.default_ns = decl.uri;
+            }
+            if header {
+                self.header_ns.push(decl)
+            } else {
+                self.ns.push(decl)
+            }
+        }
+        let ns = match st.name_colon {
+            Some(c) => {
+                let prefix = span(t, 1, c);
+                if same(prefix, b"xmlns") {
+                    return Err(Error::ReservedNamespace);
+                }
+                self.lookup(buf, prefix).ok_or(Error::UndeclaredPrefix)?
+            }
+            None => self.default_ns,
+        };
+        let prefixed = if prefixed { self.attrs.as_slice() } else { &[] };
+        for (k, a) in prefixed.iter().enumerate() {
+            let Some(c) = a.colon else { continue };
+            let prefix = span(t, a.name_start, c);
+            if same(prefix, b"xmlns") {
+                continue;
+            }
+            let uri = self.lookup(buf, prefix).ok_or(Error::UndeclaredPrefix)?;
+            // Two prefixes bound to one namespace make `p:x` and `q:x` the same name.
+            let local = span(t, c + 1, a.name_end);
+            for o in prefixed.get(..k).unwrap_or_default() {
+                let Some(oc) = o.colon else { continue };
+                let other = span(t, o.name_start, oc);
+                if same(other, b"xmlns") || !same(span(t, oc + 1, o.name_end), local) {
+                    continue;
+                }
+                if self
+                    .lookup(buf, other)
+                    .is_some_and(|l| self.loc(buf, l) == self.loc(buf, uri))
+                {
+                    return Err(Error::DuplicateAttribute);
+                }
+            }
+        }
+        let ns = match ns {
+            Loc::Static(s) => NsOut::Str(s),
+            Loc::Buf(a, b) if a >= rel => NsOut::Str(sub(tag, a - rel, b - rel)),
+            Loc::Buf(a, b) => {
+                NsOut::Str(str::from_utf8(self.in_buf(buf, (a, b))).unwrap_or_default())
+            }
+            Loc::Arena(a, b) => NsOut::Arena(a, b),
+            Loc::Header(a, b) => NsOut::Header(a, b),
+        };
+        if header {
+            self.phase = Phase::Stream;
+            if self_closing {
+                self.phase = Phase::Closed;
+                self.pending = Pending::StreamClose;
+            }
+        } else {
+            self.frames.push(Frame {
+                name: (rel + 1, rel + st.name_end),
+                colon: st.name_colon.map(|c| c - 1),
+                ns_len,
+                outer_default,
+            });
+            if self_closing {
+                self.pending = Pending::End;
+            }
+        }
+        self.pos += tag.len();
+        self.decl_allowed = false;
+        Ok(Ev::Open {
+            tag,
+            name_end: st.name_end,
+            colon: st.name_colon,
+            ns,
+            self_closing,
+            depth,
+        })
+    }
+
+    fn end_tag<'b>(&mut self, buf: &'b [u8], lim: Lim, mut st: EndScan) -> Step<'b> {
+        let b = span(buf, self.pos, lim.end);
+        let from = st.i;
+        let mut i = st.i;
+        if st.i == 2
+            && let Some((end, colon)) = chars::fast_qname(b, i)
+            && end < b.len()
+            && end - 2 <= self.limits.max_name_bytes
+        {
+            st.name_end = end;
+            st.colon = colon.map(|c| c - 2);
+            i = end;
+        }
+        if st.name_end == 0 {
+            i = chars::skip_name(b, i);
+            if i - 2 > self.limits.max_name_bytes {
+                return Err(Error::NameTooLong);
+            }
+            if i == b.len() {
+                self.note(i.saturating_sub(from));
+                self.scan = Scan::EndTag(EndScan {
+                    i,
+                    name_end: 0,
+                    colon: None,
+                });
+                return lim.need_more();
+            }
+            if i == 2 {
+                return Err(Error::InvalidName);
+            }
+            st.colon = chars::qname(span(b, 2, i))?;
+            st.name_end = i;
+        }
+        i = chars::skip_ws(b, i);
+        self.note((i + 1).saturating_sub(from));
+        match b.get(i) {
+            None => {
+                self.scan = Scan::EndTag(EndScan { i, ..st });
+                return lim.need_more();
+            }
+            Some(b'>') => {}
+            Some(_) => return Err(Error::MalformedTag),
+        }
+        self.scan = Scan::Idle;
+        let name_bytes = span(b, 2, st.name_end);
+        let name = str::from_utf8(name_bytes).map_err(|_| Error::InvalidUtf8)?;
+        let open = match self.frames.last() {
+            Some(f) => self.in_buf(buf, f.name),
+            None => self.header_name.as_bytes(),
+        };
+        if !same(open, name_bytes) {
+            return Err(Error::MismatchedEndTag);
+        }
+        self.pos += i + 1;
+        if self.frames.is_empty() {
+            self.phase = Phase::Closed;
+            return Ok(Some(Ev::StreamClose));
+        }
+        Ok(Some(self.close(name, st.colon)))
+    }
+
+    /// Pops the innermost element of the stanza, which ends at `pos`.
+    fn close<'b>(&mut self, name: &'b str, colon: Option<usize>) -> Ev<'b> {
+        let depth = self.frames.len();
+        if let Some(f) = self.frames.pop() {
+            self.ns.truncate(f.ns_len);
+            self.default_ns = f.outer_default;
+        }
+        if self.frames.is_empty() {
+            self.pending = Pending::StanzaEnd(self.pos);
+        }
+        Ev::End(EndTag {
+            name: QName::at(name, 0, colon, name.len()),
+            depth,
+        })
+    }
+
+    /// The namespace bound to `prefix` (empty: the default namespace) where the current
+    /// element is, innermost declaration first.
+    fn lookup(&self, buf: &[u8], prefix: &[u8]) -> Option<Loc> {
+        if same(prefix, b"xml") {
+            return Some(Loc::Static(XML_NS));
+        }
+        let stanza = self.ns.iter().rev();
+        stanza
+            .chain(self.header_ns.iter().rev())
+            .find(|d| same(self.loc(buf, d.prefix), prefix))
+            .map(|d| d.uri)
+    }
+
+    fn loc<'s>(&'s self, buf: &'s [u8], loc: Loc) -> &'s [u8] {
+        match loc {
+            Loc::Buf(a, b) => self.in_buf(buf, (a, b)),
+            Loc::Arena(a, b) => span(self.ns_arena.as_bytes(), a, b),
+            Loc::Header(a, b) => span(self.header_store.as_bytes(), a, b),
+            Loc::Static(s) => s.as_bytes(),
+        }
+    }
+
+    /// Bytes at offsets relative to the stanza start.
+    fn in_buf<'s>(&self, buf: &'s [u8], (a, b): (usize, usize)) -> &'s [u8] {
+        span(buf, self.stanza_start + a, self.stanza_start + b)
+    }
+}
+
+/// A start tag whose `>` was found; offsets are relative to its `<`.
+#[derive(Debug, Clone, Copy)]
+struct Complete {
+    gt: usize,
+    self_closing: bool,
+    name_end: usize,
+    name_colon: Option<usize>,
+}
+
+/// Reads a start tag that lies entirely in `b` (which starts at its `<`) in one
+/// straight pass, recording attributes in `attrs`. On anything else (the input ends
+/// first, an error, a limit) it gives up with `None` and the resumable scanner, which
+/// owns all the error reporting, reads the tag instead; so this only has to agree
+/// with it on tags that are valid.
+fn fast_start_tag(b: &[u8], attrs: &mut Vec<AttrSpan>, limits: &Limits) -> Option<Complete> {
+    let (mut i, name_colon) = chars::fast_qname(b, 1)?;
+    if i - 1 > limits.max_name_bytes {
+        return None;
+    }
+    let name_end = i;
+    loop {
+        let j = chars::skip_ws(b, i);
+        let ws = j > i;
+        i = j;
+        match *b.get(i)? {
+            b'>' => {
+                return Some(Complete {
+                    gt: i,
+                    self_closing: false,
+                    name_end,
+                    name_colon,
+                });
+            }
+            b'/' if b.get(i + 1) == Some(&b'>') => {
+                return Some(Complete {
+                    gt: i + 1,
+                    self_closing: true,
+                    name_end,
+                    name_colon,
+                });
+            }
+            c if ws && chars::is_name_start(c) && attrs.len() < limits.max_attributes => {
+                let name_start = i;
+                let (name_end, colon) = chars::fast_qname(b, i)?;
+                if name_end - name_start > limits.max_name_bytes {
+                    return None;
+                }
+                i = name_end;
+                i = chars::skip_ws(b, i);
+                if *b.get(i)? != b'=' {
+                    return None;
+                }
+                i = chars::skip_ws(b, i + 1);
+                let quote = *b.get(i)?;
+                if quote != b'\'' && quote != b'"' {
+                    return None;
+                }
+                let value_start = i + 1;
+                i = value_start;
+                let mut plain = true;
+                loop {
+                    i = chars::skip_value(b, i, quote);
+                    match *b.get(i)? {
+                        c if c == quote => break,
+                        b'&' => {
+                            match chars::scan_ref(b, i + 1, RefState::Amp, limits.max_name_bytes) {
+                                RefStep::Done { end, .. } => {
+                                    plain = false;
+                                    i = end;
+                                }
+                                _ => return None,
+                            }
+                        }
+                        b'\t' | b'\n' | b'\r' => {
+                            plain = false;
+                            i += 1;
+                        }
+                        0xEF if chars::is_nonchar_at(b, i) == Some(false) => i += 1,
+                        _ => return None,
+                    }
+                }
+                attrs.push(AttrSpan {
+                    name_start,
+                    name_end,
+                    colon,
+                    value_start,
+                    value_end: i,
+                    plain,
+                });
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The end of the usable input: the buffer, or where the current unit (stanza, or token
+/// outside stanzas) would exceed `max_stanza_bytes`.
+#[derive(Debug, Clone, Copy)]
+struct Lim {
+    end: usize,
+    /// The buffer holds bytes past `end`, so running out of input means the limit is hit.
+    over: bool,
+}
+
+impl Lim {
+    fn need_more<'b>(self) -> Step<'b> {
+        if self.over {
+            Err(Error::StanzaTooLarge)
+        } else {
+            Ok(Some(Ev::NeedMore))
+        }
+    }
+}
+
+/// `Ok(None)`: the state changed without producing a token; go on.
+type Step<'b> = Result<Option<Ev<'b>>, Error>;
+
+/// Namespaces in XML 1.0 section 3 constraints on one declaration of `prefix` (empty:
+/// the default namespace).
+fn check_declaration(prefix: &str, uri: &str) -> Result<(), Error> {
+    let reserved = match prefix {
+        "xml" => uri != XML_NS,
+        "xmlns" => true,
+        _ => uri == XML_NS || uri == XMLNS_NS,
+    };
+    if reserved {
+        return Err(Error::ReservedNamespace);
+    }
+    if !prefix.is_empty() && uri.is_empty() {
+        return Err(Error::EmptyPrefixBinding);
+    }
+    Ok(())
+}
+
+/// Appends `s` to `store` and returns where it starts.
+fn store(store: &mut String, s: &str) -> usize {
+    let start = store.len();
+    store.push_str(s);
+    start
+}
+
+#[inline]
+fn span(b: &[u8], start: usize, end: usize) -> &[u8] {
+    b.get(start..end).unwrap_or_default()
+}
+
+/// Offsets handed in are always at ASCII delimiters, hence at char boundaries.
+#[inline]
+fn sub(s: &str, start: usize, end: usize) -> &str {
+    s.get(start..end).unwrap_or_default()
 }

@@ -1,0 +1,446 @@
+//! XML 1.0 character rules shared by the tokenizer and [`crate::unescape`]: byte classes
+//! for the hot loops, name validation, forbidden-character search and a resumable
+//! entity/character reference scanner.
+
+use crate::Error;
+
+const NAME_START: u8 = 1;
+const NAME: u8 = 2;
+const WS: u8 = 4;
+/// ASCII-only subsets for the fast path: NCName bytes without the colon.
+const ASCII_START: u8 = 8;
+const ASCII_NAME: u8 = 16;
+
+/// Class bits per byte. Bytes >= 0x80 count as name bytes so names are scanned with one
+/// table lookup per byte; the characters they encode are checked once the name ends.
+static CLASS: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphabetic() || c == b'_' {
+            t[b] = NAME_START | NAME | ASCII_START | ASCII_NAME;
+        } else if c == b':' || c >= 0x80 {
+            t[b] = NAME_START | NAME;
+        } else if c.is_ascii_digit() || c == b'-' || c == b'.' {
+            t[b] = NAME | ASCII_NAME;
+        } else if c == b' ' || c == b'\t' || c == b'\n' || c == b'\r' {
+            t[b] = WS;
+        }
+        b += 1;
+    }
+    t
+}
+
+#[inline]
+pub(crate) fn is_name_start(b: u8) -> bool {
+    CLASS[usize::from(b)] & NAME_START != 0
+}
+
+#[inline]
+pub(crate) fn is_name(b: u8) -> bool {
+    CLASS[usize::from(b)] & NAME != 0
+}
+
+#[inline]
+pub(crate) fn is_ws(b: u8) -> bool {
+    CLASS[usize::from(b)] & WS != 0
+}
+
+/// First index at or after `i` that is not a name byte.
+#[inline]
+pub(crate) fn skip_name(b: &[u8], mut i: usize) -> usize {
+    while let Some(&c) = b.get(i) {
+        if !is_name(c) {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// First index at or after `i` that is not XML whitespace.
+#[inline]
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(&c) = b.get(i) {
+        if !is_ws(c) {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// The XML 1.0 `Char` production.
+pub(crate) fn is_xml_char(c: u32) -> bool {
+    matches!(c, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
+}
+
+fn is_name_start_char(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
+        | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
+        | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
+        | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
+        | '\u{10000}'..='\u{EFFFF}')
+}
+
+fn is_name_char(c: char) -> bool {
+    is_name_start_char(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+/// Scans an ASCII QName starting at `start` in one pass: its end and colon offset.
+/// `None` for anything out of the ordinary (non-ASCII, a misplaced colon), which the
+/// slower [`skip_name`] and [`qname`] pair then handles and reports.
+#[inline]
+pub(crate) fn fast_qname(b: &[u8], start: usize) -> Option<(usize, Option<usize>)> {
+    let ascii_start = |c: u8| CLASS[usize::from(c)] & ASCII_START != 0;
+    if !ascii_start(*b.get(start)?) {
+        return None;
+    }
+    let mut i = start + 1;
+    let mut colon = None;
+    while i < b.len() {
+        let c = b[i];
+        if CLASS[usize::from(c)] & ASCII_NAME != 0 {
+            i += 1;
+        } else if c == b':' && colon.is_none() && b.get(i + 1).is_some_and(|&n| ascii_start(n)) {
+            colon = Some(i);
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    if b.get(i).is_some_and(|&c| is_name(c)) {
+        return None;
+    }
+    Some((i, colon))
+}
+
+/// Checks a name the scanner delimited (all its bytes are name bytes, see [`skip_name`])
+/// against the Namespaces in XML `QName` production and returns the offset of its colon.
+/// Names are short, so one plain pass beats calling out to a searcher.
+pub(crate) fn qname(name: &[u8]) -> Result<Option<usize>, Error> {
+    let mut colon = None;
+    let mut high = false;
+    for (k, &c) in name.iter().enumerate() {
+        if c == b':' {
+            if colon.is_some() {
+                return Err(Error::InvalidName);
+            }
+            colon = Some(k);
+        }
+        high |= c >= 0x80;
+    }
+    let (prefix, local) = match colon {
+        Some(c) => (
+            name.get(..c).unwrap_or_default(),
+            name.get(c + 1..).unwrap_or_default(),
+        ),
+        None => (&[][..], name),
+    };
+    if high {
+        if colon.is_some() {
+            ncname_chars(prefix)?;
+        }
+        ncname_chars(local)?;
+    } else {
+        // Every byte is a name byte already; only the first of each part may not be a
+        // digit, `-` or `.`, and neither part may be empty.
+        let starts = |part: &[u8]| part.first().is_some_and(|&c| is_name_start(c));
+        if colon.is_some() && !starts(prefix) || !starts(local) {
+            return Err(Error::InvalidName);
+        }
+    }
+    Ok(colon)
+}
+
+/// An NCName with non-ASCII characters, checked character by character.
+fn ncname_chars(name: &[u8]) -> Result<(), Error> {
+    let s = std::str::from_utf8(name).map_err(|_| Error::InvalidUtf8)?;
+    let mut chars = s.chars();
+    if !chars.next().is_some_and(is_name_start_char) || !chars.all(is_name_char) {
+        return Err(Error::InvalidName);
+    }
+    Ok(())
+}
+
+/// First index at or after `i` where an attribute value quoted by `quote` needs a closer
+/// look: the quote, `<`, `&`, a C0 control (tab, LF and CR included) or 0xEF (which may
+/// start U+FFFE or U+FFFF). Eight bytes at a time are screened as one word (SWAR); the
+/// byte loop then finds the exact place.
+#[inline]
+pub(crate) fn skip_value(b: &[u8], mut i: usize, quote: u8) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Nonzero exactly when some byte of `x` is zero / below 0x20 (the classic bit tricks;
+    // exact as a yes-or-no answer, which is all that is asked of them).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let below_space = |x: u64| x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+    let (q, lt, amp, ef) = (
+        ONES * u64::from(quote),
+        ONES * u64::from(b'<'),
+        ONES * u64::from(b'&'),
+        ONES * 0xEF,
+    );
+    while let Some(word) = b.get(i..i + 8).and_then(|s| <[u8; 8]>::try_from(s).ok()) {
+        let x = u64::from_ne_bytes(word);
+        if zero(x ^ q) | zero(x ^ lt) | zero(x ^ amp) | zero(x ^ ef) | below_space(x) != 0 {
+            break;
+        }
+        i += 8;
+    }
+    let stop = |c: u8| c == quote || c == b'<' || c == b'&' || c < 0x20 || c == 0xEF;
+    while i < b.len() && !stop(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Whether `b[i]` starts U+FFFE or U+FFFF; `None` when the input ends too early to know.
+pub(crate) fn is_nonchar_at(b: &[u8], i: usize) -> Option<bool> {
+    match (b.get(i), b.get(i + 1), b.get(i + 2)) {
+        (Some(0xEF), Some(0xBF), Some(&c)) => Some(c == 0xBE || c == 0xBF),
+        (Some(0xEF), Some(0xBF), None) | (Some(0xEF), None, _) => None,
+        _ => Some(false),
+    }
+}
+
+/// Byte-slice equality for short names: a plain loop instead of a `memcmp` call.
+#[inline]
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// Index of the first character XML forbids in `b`: a C0 control other than tab, LF and
+/// CR, or U+FFFE/U+FFFF (surrogates are already invalid UTF-8). Blocks are screened with a
+/// branch-free fold; only suspicious blocks are looked at bytewise.
+pub(crate) fn find_forbidden(b: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 32;
+    let mut base = 0;
+    for block in b.chunks(BLOCK) {
+        let suspicious = block.iter().fold(0u8, |acc, &c| {
+            acc | u8::from(c < 0x20) | u8::from(c == 0xEF)
+        });
+        if suspicious != 0 {
+            for (k, &c) in block.iter().enumerate() {
+                let at = base + k;
+                let bad = if c < 0x20 {
+                    !matches!(c, b'\t' | b'\n' | b'\r')
+                } else {
+                    c == 0xEF
+                        && b.get(at + 1) == Some(&0xBF)
+                        && matches!(b.get(at + 2), Some(0xBE | 0xBF))
+                };
+                if bad {
+                    return Some(at);
+                }
+            }
+        }
+        base += block.len();
+    }
+    None
+}
+
+/// Where a reference scan stopped when the input ran out, so it resumes without
+/// rescanning (a numeric reference may carry any number of leading zeros).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefState {
+    /// Just after `&`.
+    Amp,
+    /// After `&#`.
+    Hash,
+    /// After `&#` and decimal digits: the value so far, saturated above U+10FFFF.
+    Dec(u32),
+    /// After `&#x`.
+    HexStart,
+    /// After `&#x` and hex digits.
+    Hex(u32),
+    /// After `&` and this many name bytes.
+    Named(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefStep {
+    /// The reference ends just before `end` (after its `;`) and stands for `ch`.
+    Done {
+        end: usize,
+        ch: char,
+    },
+    /// The input ended inside the reference.
+    Incomplete(RefState),
+    Invalid(Error),
+}
+
+/// The five predefined entities, recognized whole without the state machine: the
+/// common case in chat text. `rest` starts just after the `&`.
+#[inline]
+fn predefined(rest: &[u8]) -> Option<(usize, char)> {
+    match rest.first()? {
+        b'l' if rest.starts_with(b"lt;") => Some((3, '<')),
+        b'g' if rest.starts_with(b"gt;") => Some((3, '>')),
+        b'a' if rest.starts_with(b"amp;") => Some((4, '&')),
+        b'a' if rest.starts_with(b"apos;") => Some((5, '\'')),
+        b'q' if rest.starts_with(b"quot;") => Some((5, '"')),
+        _ => None,
+    }
+}
+
+/// The first of `a`, `b` or `c` in `hay` at or after `from`. Looks at a few bytes
+/// inline first: between references and markup the runs are short, and a vectorized
+/// search costs more to set up than that.
+#[inline]
+pub(crate) fn find3(a: u8, b: u8, c: u8, hay: &[u8], from: usize) -> Option<usize> {
+    const INLINE: usize = 16;
+    let head_end = hay.len().min(from.saturating_add(INLINE));
+    let head = hay.get(from..head_end).unwrap_or_default();
+    if let Some(k) = head.iter().position(|&x| x == a || x == b || x == c) {
+        return Some(from + k);
+    }
+    memchr::memchr3(a, b, c, hay.get(head_end..).unwrap_or_default()).map(|k| head_end + k)
+}
+
+/// Anything above the largest code point; saturating there keeps the value in a `u32`.
+const TOO_BIG: u32 = 0x11_0000;
+
+/// Continues scanning the reference in `b` at index `i` from state `st`. Named
+/// references other than the five predefined entities are restricted XML; numeric ones
+/// must name a character XML allows. `max_name` bounds entity names.
+pub(crate) fn scan_ref(b: &[u8], mut i: usize, mut st: RefState, max_name: usize) -> RefStep {
+    if st == RefState::Amp
+        && let Some((len, ch)) = predefined(b.get(i..).unwrap_or_default())
+    {
+        return RefStep::Done { end: i + len, ch };
+    }
+    while let Some(&c) = b.get(i) {
+        st = match st {
+            RefState::Amp if c == b'#' => RefState::Hash,
+            RefState::Amp if is_name_start(c) && c != b':' => RefState::Named(1),
+            RefState::Hash if c == b'x' => RefState::HexStart,
+            RefState::Hash | RefState::Dec(_) if c.is_ascii_digit() => {
+                let v = if let RefState::Dec(v) = st { v } else { 0 };
+                RefState::Dec(
+                    v.saturating_mul(10)
+                        .saturating_add(u32::from(c - b'0'))
+                        .min(TOO_BIG),
+                )
+            }
+            RefState::HexStart | RefState::Hex(_) if c.is_ascii_hexdigit() => {
+                let v = if let RefState::Hex(v) = st { v } else { 0 };
+                let d = char::from(c).to_digit(16).unwrap_or(0);
+                RefState::Hex(v.saturating_mul(16).saturating_add(d).min(TOO_BIG))
+            }
+            RefState::Dec(v) | RefState::Hex(v) if c == b';' => {
+                return match char::from_u32(v).filter(|&ch| is_xml_char(u32::from(ch))) {
+                    Some(ch) => RefStep::Done { end: i + 1, ch },
+                    None => RefStep::Invalid(Error::ForbiddenCharRef),
+                };
+            }
+            RefState::Named(n) if c == b';' => {
+                let ch = match b.get(i.saturating_sub(n)..i) {
+                    Some(b"lt") => '<',
+                    Some(b"gt") => '>',
+                    Some(b"amp") => '&',
+                    Some(b"quot") => '"',
+                    Some(b"apos") => '\'',
+                    _ => return RefStep::Invalid(Error::UnknownEntity),
+                };
+                return RefStep::Done { end: i + 1, ch };
+            }
+            RefState::Named(n) if is_name(c) => {
+                if n >= max_name {
+                    return RefStep::Invalid(Error::NameTooLong);
+                }
+                RefState::Named(n + 1)
+            }
+            _ => return RefStep::Invalid(Error::MalformedReference),
+        };
+        i += 1;
+    }
+    RefStep::Incomplete(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn whole(s: &str) -> RefStep {
+        scan_ref(s.as_bytes(), 1, RefState::Amp, 256)
+    }
+
+    #[test]
+    fn references() {
+        assert_eq!(whole("&lt;"), RefStep::Done { end: 4, ch: '<' });
+        assert_eq!(whole("&apos;x"), RefStep::Done { end: 6, ch: '\'' });
+        assert_eq!(whole("&#65;"), RefStep::Done { end: 5, ch: 'A' });
+        assert_eq!(
+            whole("&#x1F600;"),
+            RefStep::Done {
+                end: 9,
+                ch: '\u{1F600}'
+            }
+        );
+        assert_eq!(
+            whole("&#0000000000000000000065;"),
+            RefStep::Done { end: 25, ch: 'A' }
+        );
+        assert_eq!(whole("&#xD800;"), RefStep::Invalid(Error::ForbiddenCharRef));
+        assert_eq!(whole("&#0;"), RefStep::Invalid(Error::ForbiddenCharRef));
+        assert_eq!(whole("&#xFFFE;"), RefStep::Invalid(Error::ForbiddenCharRef));
+        assert_eq!(
+            whole("&#99999999999;"),
+            RefStep::Invalid(Error::ForbiddenCharRef)
+        );
+        assert_eq!(whole("&nbsp;"), RefStep::Invalid(Error::UnknownEntity));
+        assert_eq!(whole("& "), RefStep::Invalid(Error::MalformedReference));
+        assert_eq!(whole("&#;"), RefStep::Invalid(Error::MalformedReference));
+        assert_eq!(whole("&#X41;"), RefStep::Invalid(Error::MalformedReference));
+        assert_eq!(whole("&amp"), RefStep::Incomplete(RefState::Named(3)));
+        assert_eq!(
+            scan_ref(b"&abcd", 1, RefState::Amp, 3),
+            RefStep::Invalid(Error::NameTooLong)
+        );
+    }
+
+    #[test]
+    fn resumes_where_it_stopped() {
+        let s = b"&#x41;";
+        let mut st = RefState::Amp;
+        for end in 2..s.len() {
+            match scan_ref(&s[..end], end - 1, st, 256) {
+                RefStep::Incomplete(next) => st = next,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            scan_ref(s, s.len() - 1, st, 256),
+            RefStep::Done { end: 6, ch: 'A' }
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(qname(b"a"), Ok(None));
+        assert_eq!(qname(b"stream:stream"), Ok(Some(6)));
+        assert_eq!(qname("é:ü".as_bytes()), Ok(Some(2)));
+        assert_eq!(qname(b"a:b:c"), Err(Error::InvalidName));
+        assert_eq!(qname(b":a"), Err(Error::InvalidName));
+        assert_eq!(qname(b"a:"), Err(Error::InvalidName));
+        assert_eq!(qname(b"1a"), Err(Error::InvalidName));
+        assert_eq!(qname(b"a:-b"), Err(Error::InvalidName));
+        assert_eq!(qname("\u{D7}".as_bytes()), Err(Error::InvalidName));
+        assert_eq!(qname(b"\xff"), Err(Error::InvalidUtf8));
+    }
+
+    #[test]
+    fn forbidden() {
+        assert_eq!(find_forbidden(b"plain\ttext\r\n"), None);
+        assert_eq!(find_forbidden(b"a\x01"), Some(1));
+        let long = format!("{}\u{FFFF}", "x".repeat(40));
+        assert_eq!(find_forbidden(long.as_bytes()), Some(40));
+        assert_eq!(find_forbidden("\u{FFFD}\u{EFFF}".as_bytes()), None);
+    }
+}

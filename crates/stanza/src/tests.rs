@@ -1,0 +1,341 @@
+//! Unit tests for every token kind, namespace resolution, and the buffer contract
+//! (compaction, restarts). Rejections are in tests/rejections.rs.
+
+use std::borrow::Cow;
+
+use crate::{Error, Limits, Token, Tokenizer};
+
+const STREAMS: &str = "http://etherx.jabber.org/streams";
+const HEADER: &str = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+
+/// A compact rendering of one token.
+fn show(t: &Token<'_>) -> String {
+    let qname = |p: Option<&str>, l: &str| p.map_or_else(|| l.to_owned(), |p| format!("{p}:{l}"));
+    match t {
+        Token::NeedMore => "NeedMore".into(),
+        Token::StreamOpen(s) | Token::Start(s) => {
+            let kind = if matches!(t, Token::StreamOpen(_)) {
+                "Open"
+            } else {
+                "Start"
+            };
+            let mut out = format!(
+                "{kind}({} {{{}}} {}",
+                qname(s.name.prefix, s.name.local),
+                s.namespace,
+                s.depth
+            );
+            for a in s.attributes.clone() {
+                out.push_str(&format!(
+                    " {}={}",
+                    qname(a.name.prefix, a.name.local),
+                    a.raw_value
+                ));
+            }
+            out.push_str(if s.self_closing { " /)" } else { ")" });
+            out
+        }
+        Token::Text(s) => format!("Text({s})"),
+        Token::End(e) => format!("End({} {})", qname(e.name.prefix, e.name.local), e.depth),
+        Token::StanzaEnd(r) => format!("StanzaEnd({}..{})", r.start, r.end),
+        Token::Whitespace => "Ws".into(),
+        Token::StreamClose => "Close".into(),
+    }
+}
+
+/// All tokens of `input` fed at once, ending with the error if there is one.
+fn tokens(input: &str) -> Vec<String> {
+    let mut t = Tokenizer::new(Limits::default());
+    let mut out = Vec::new();
+    loop {
+        match t.next(input.as_bytes()) {
+            Ok(Token::NeedMore) => return out,
+            Ok(tok) => out.push(show(&tok)),
+            Err(e) => {
+                out.push(format!("Err({e:?})"));
+                return out;
+            }
+        }
+    }
+}
+
+/// Tokens of the stanzas after the header.
+fn after_header(body: &str) -> Vec<String> {
+    tokens(&format!("{HEADER}{body}")).split_off(1)
+}
+
+#[test]
+fn stream_header() {
+    let input = format!("<?xml version='1.0'?>\n{HEADER}");
+    let mut t = Tokenizer::new(Limits::default());
+    assert!(matches!(t.next(input.as_bytes()), Ok(Token::Whitespace)));
+    let Ok(Token::StreamOpen(s)) = t.next(input.as_bytes()) else {
+        panic!("no header")
+    };
+    assert_eq!((s.name.prefix, s.name.local), (Some("stream"), "stream"));
+    assert_eq!(s.namespace, STREAMS);
+    assert_eq!((s.depth, s.self_closing), (0, false));
+    assert_eq!(s.attributes.len(), 4);
+    assert_eq!(s.attributes.get("to"), Some("example.com"));
+    assert_eq!(s.attributes.get("xmlns:stream"), Some(STREAMS));
+    assert_eq!(s.attributes.get("from"), None);
+    let names: Vec<_> = s
+        .attributes
+        .map(|a| (a.name.prefix, a.name.local))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (None, "xmlns"),
+            (Some("xmlns"), "stream"),
+            (None, "to"),
+            (None, "version")
+        ]
+    );
+    assert!(matches!(t.next(input.as_bytes()), Ok(Token::NeedMore)));
+}
+
+#[test]
+fn stanzas_and_their_spans() {
+    let body = "<iq type='get' id='1'><address xmlns='urn:xmpp:sic:1'/></iq> \n<message><body>a &amp; b</body></message>";
+    let at = HEADER.len();
+    assert_eq!(
+        after_header(body),
+        [
+            "Start(iq {jabber:client} 1 type=get id=1)".to_owned(),
+            "Start(address {urn:xmpp:sic:1} 2 xmlns=urn:xmpp:sic:1 /)".into(),
+            "End(address 2)".into(),
+            "End(iq 1)".into(),
+            format!("StanzaEnd({at}..{})", at + 60),
+            "Ws".into(),
+            "Start(message {jabber:client} 1)".into(),
+            "Start(body {jabber:client} 2)".into(),
+            "Text(a &amp; b)".into(),
+            "End(body 2)".into(),
+            "End(message 1)".into(),
+            format!("StanzaEnd({}..{})", at + 62, at + 62 + 41),
+        ]
+    );
+}
+
+#[test]
+fn self_closing_stanza() {
+    let at = HEADER.len();
+    assert_eq!(
+        after_header("<presence/>"),
+        [
+            "Start(presence {jabber:client} 1 /)".to_owned(),
+            "End(presence 1)".into(),
+            format!("StanzaEnd({at}..{})", at + 11)
+        ]
+    );
+}
+
+#[test]
+fn stream_close() {
+    assert_eq!(
+        after_header("<a/></stream:stream>\n"),
+        [
+            "Start(a {jabber:client} 1 /)",
+            "End(a 1)",
+            &format!("StanzaEnd({}..{})", HEADER.len(), HEADER.len() + 4),
+            "Close",
+            "Ws"
+        ]
+    );
+    assert_eq!(
+        tokens("<stream:stream xmlns:stream='urn:s'/>"),
+        [
+            "Open(stream:stream {urn:s} 0 xmlns:stream=urn:s /)",
+            "Close"
+        ]
+    );
+}
+
+#[test]
+fn namespaces_resolve() {
+    let body = "<stream:features><x:a xmlns:x='urn:a&amp;b' xml:lang='en'><x:b/><c xmlns=''/>\
+        <d xmlns='urn:d'><x:e/></d></x:a></stream:features>";
+    let got = after_header(body);
+    let starts: Vec<_> = got.iter().filter(|t| t.starts_with("Start")).collect();
+    assert_eq!(
+        starts,
+        [
+            &format!("Start(stream:features {{{STREAMS}}} 1)"),
+            "Start(x:a {urn:a&b} 2 xmlns:x=urn:a&amp;b xml:lang=en)",
+            "Start(x:b {urn:a&b} 3 /)",
+            "Start(c {} 3 xmlns= /)",
+            "Start(d {urn:d} 3 xmlns=urn:d)",
+            "Start(x:e {urn:a&b} 4 /)",
+        ]
+    );
+    // Declarations go out of scope with their element.
+    assert_eq!(
+        after_header("<a xmlns='urn:a'><b/></a><c/>")[5],
+        "Start(c {jabber:client} 1 /)"
+    );
+}
+
+#[test]
+fn attribute_values() {
+    let input = format!("{HEADER}<a plain='x' esc='a&lt;&#x42;' ws='1\t2\r\n3' q=\"'\"/>");
+    let mut t = Tokenizer::new(Limits::default());
+    t.next(input.as_bytes()).unwrap();
+    let Ok(Token::Start(s)) = t.next(input.as_bytes()) else {
+        panic!("no start")
+    };
+    let values: Vec<_> = s.attributes.clone().map(|a| a.value()).collect();
+    assert!(matches!(values[0], Cow::Borrowed("x")));
+    assert!(matches!(&values[1], Cow::Owned(v) if v == "a<B"));
+    assert_eq!(values[2], "1 2 3");
+    assert_eq!(values[3], "'");
+    assert_eq!(s.attributes.get("esc"), Some("a&lt;&#x42;"));
+}
+
+#[test]
+fn text_may_arrive_in_pieces() {
+    let input = format!("{HEADER}<a>x&amp;y😀</a>");
+    let mut t = Tokenizer::new(Limits::default());
+    let mut buf = Vec::new();
+    let mut text = String::new();
+    for &b in input.as_bytes() {
+        buf.push(b);
+        while let Ok(tok) = t.next(&buf) {
+            match tok {
+                Token::NeedMore => break,
+                // Never a piece of a reference or of a character.
+                Token::Text(s) => {
+                    crate::unescape(s).unwrap();
+                    text.push_str(s);
+                }
+                _ => {}
+            }
+        }
+        let n = t.compact();
+        buf.drain(..n);
+    }
+    assert_eq!(text, "x&amp;y😀");
+}
+
+#[test]
+fn compact_keeps_the_open_stanza() {
+    let mut t = Tokenizer::new(Limits::default());
+    let mut buf = format!("{HEADER}  <message><body>hi</bo").into_bytes();
+    assert!(matches!(t.next(&buf), Ok(Token::StreamOpen(_))));
+    assert!(matches!(t.next(&buf), Ok(Token::Whitespace)));
+    assert!(matches!(t.next(&buf), Ok(Token::Start(_))));
+    // Between the header and the stanza: everything before the stanza goes.
+    let n = t.compact();
+    assert_eq!(n, HEADER.len() + 2);
+    buf.drain(..n);
+    assert!(matches!(t.next(&buf), Ok(Token::Start(_))));
+    assert!(matches!(t.next(&buf), Ok(Token::Text("hi"))));
+    assert!(matches!(t.next(&buf), Ok(Token::NeedMore)));
+    // Inside the stanza: nothing more can go.
+    assert_eq!(t.compact(), 0);
+    buf.extend_from_slice(b"dy></message><x/>");
+    assert!(matches!(t.next(&buf), Ok(Token::End(_))));
+    assert!(matches!(t.next(&buf), Ok(Token::End(_))));
+    let Ok(Token::StanzaEnd(r)) = t.next(&buf) else {
+        panic!("no stanza end")
+    };
+    assert_eq!(&buf[r], b"<message><body>hi</body></message>");
+    let n = t.compact();
+    assert_eq!(n, 34);
+    buf.drain(..n);
+    assert!(matches!(t.next(&buf), Ok(Token::Start(_))));
+    assert!(matches!(t.next(&buf), Ok(Token::End(_))));
+    assert!(matches!(t.next(&buf), Ok(Token::StanzaEnd(r)) if r == (0..4)));
+}
+
+#[test]
+fn restart() {
+    let mut t = Tokenizer::new(Limits::default());
+    let first =
+        format!("<?xml version='1.0'?>{HEADER}<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    let mut last = None;
+    while let Ok(tok) = t.next(first.as_bytes()) {
+        match tok {
+            Token::NeedMore => break,
+            Token::StanzaEnd(r) => last = Some(r.end),
+            _ => {}
+        }
+    }
+    assert_eq!(last, Some(first.len()));
+    t.reset();
+    // The new stream may start with an XML declaration again.
+    let second = format!("<?xml version='1.0'?>{HEADER}");
+    assert!(matches!(
+        t.next(second.as_bytes()),
+        Ok(Token::StreamOpen(_))
+    ));
+}
+
+#[test]
+fn a_failed_stream_stays_failed() {
+    let input = format!("{HEADER}<!-- -->");
+    let mut t = Tokenizer::new(Limits::default());
+    assert!(t.next(input.as_bytes()).is_ok());
+    assert_eq!(t.next(input.as_bytes()).err(), Some(Error::Comment));
+    assert_eq!(t.next(HEADER.as_bytes()).err(), Some(Error::Comment));
+    t.reset();
+    assert!(matches!(
+        t.next(HEADER.as_bytes()),
+        Ok(Token::StreamOpen(_))
+    ));
+}
+
+#[test]
+fn valid_text_before_an_error_is_handed_out_first() {
+    assert_eq!(
+        after_header("<a>ok &bad;"),
+        [
+            "Start(a {jabber:client} 1)",
+            "Text(ok )",
+            "Err(UnknownEntity)"
+        ]
+    );
+    assert_eq!(after_header(" \n x"), ["Ws", "Err(TextBetweenStanzas)"]);
+}
+
+#[test]
+fn limits() {
+    let d = Limits::default();
+    assert_eq!(
+        (
+            d.max_stanza_bytes,
+            d.max_depth,
+            d.max_attributes,
+            d.max_name_bytes
+        ),
+        (65536, 32, 32, 256)
+    );
+    let t = Tokenizer::new(Limits { max_depth: 3, ..d });
+    assert_eq!(t.limits().max_depth, 3);
+    // Exactly at the stanza limit is allowed; one byte more is not.
+    let limits = Limits {
+        max_stanza_bytes: HEADER.len(),
+        ..d
+    };
+    let run = |x: usize| {
+        let input = format!("{HEADER}<a>{}</a>", "x".repeat(x));
+        let mut t = Tokenizer::new(limits);
+        loop {
+            match t.next(input.as_bytes()) {
+                Ok(Token::NeedMore) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    assert_eq!(run(HEADER.len() - 7), Ok(()));
+    assert_eq!(run(HEADER.len() - 6), Err(Error::StanzaTooLarge));
+}
+
+#[test]
+fn work_is_counted() {
+    let mut t = Tokenizer::new(Limits::default());
+    assert_eq!(t.bytes_examined(), 0);
+    t.next(HEADER.as_bytes()).unwrap();
+    assert!(t.bytes_examined() >= HEADER.len() as u64);
+}
