@@ -20,10 +20,12 @@
 //!   `Vec`, calls `next` until `NeedMore`, then `compact()` and drains the consumed
 //!   prefix once per read (as the crate docs prescribe; draining at every stanza end
 //!   would memmove the read's tail once per stanza).
-//! - `quick-xml`: `NsReader`, so that it resolves namespaces and checks end names as
+//! - `quick-xml`: the plain `Reader` (no namespace resolution), the reference the
+//!   targets are stated against: attributes iterated and values and text unescaped.
+//! - `quick-xml-ns`: `NsReader`, so that it resolves namespaces and checks end names as
 //!   `stanza` does; it still checks less (names are neither decoded nor checked for
 //!   name characters, characters XML forbids pass, duplicate attributes are found by raw
-//!   name only), so it is an optimistic competitor. Whole uses the
+//!   name only), so it is an optimistic competitor. For both quick-xml readers, whole uses the
 //!   borrowed `&[u8]` reader (zero copy). Chunked uses the buffered reader over a
 //!   `BufReader` that a source fills 1,500 bytes per `read`, with `read_*_into` into a
 //!   reused `Vec`: the way quick-xml reads a socket. The borrowed reader cannot resume a
@@ -47,9 +49,10 @@ use benches::{CEILINGS, CHUNK, Corpus, FEEDS, PARSERS};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
+use quick_xml::encoding::Decoder;
 use quick_xml::events::Event as QEvent;
 use quick_xml::events::{BytesRef, BytesStart};
-use quick_xml::reader::NsReader;
+use quick_xml::reader::{NsReader, Reader};
 use rxml::error::EndOrError;
 use rxml::{Event as REvent, Parse};
 use stanza::{Limits, Token, Tokenizer};
@@ -110,10 +113,34 @@ fn stanza_chunked(data: &[u8]) -> Tally {
     tally
 }
 
-fn quick_attributes<R>(reader: &NsReader<R>, tag: &BytesStart<'_>, tally: &mut Tally) {
+/// The two quick-xml readers, as far as the visit below needs them.
+trait QuickReader {
+    fn decoder(&self) -> Decoder;
+    /// Resolves an attribute's namespace where the reader knows namespaces.
+    fn resolve(&self, key: quick_xml::name::QName<'_>);
+}
+
+impl<R> QuickReader for NsReader<R> {
+    fn decoder(&self) -> Decoder {
+        // `NsReader` has no decoder of its own: it derefs to the plain reader.
+        Reader::decoder(self)
+    }
+    fn resolve(&self, key: quick_xml::name::QName<'_>) {
+        black_box(self.resolve_attribute(key));
+    }
+}
+
+impl<R> QuickReader for Reader<R> {
+    fn decoder(&self) -> Decoder {
+        Reader::decoder(self)
+    }
+    fn resolve(&self, _: quick_xml::name::QName<'_>) {}
+}
+
+fn quick_attributes(reader: &impl QuickReader, tag: &BytesStart<'_>, tally: &mut Tally) {
     for attribute in tag.attributes() {
         let attribute = attribute.expect("valid attribute");
-        let _ = reader.resolve_attribute(attribute.key);
+        reader.resolve(attribute.key);
         let value = attribute
             .decode_and_unescape_value(reader.decoder())
             .expect("valid value");
@@ -134,8 +161,8 @@ fn quick_reference(reference: &BytesRef<'_>) -> usize {
 }
 
 /// Visits one quick-xml event; returns false at the end of the stream.
-fn quick_event<R>(
-    reader: &NsReader<R>,
+fn quick_event(
+    reader: &impl QuickReader,
     event: QEvent<'_>,
     depth: &mut usize,
     tally: &mut Tally,
@@ -167,6 +194,18 @@ fn quick_event<R>(
 }
 
 fn quick_whole(data: &[u8]) -> Tally {
+    let mut reader = Reader::from_reader(data);
+    let mut tally = Tally::default();
+    let mut depth = 0;
+    loop {
+        let event = reader.read_event().expect("well-formed corpus");
+        if !quick_event(&reader, event, &mut depth, &mut tally) {
+            return tally;
+        }
+    }
+}
+
+fn quick_ns_whole(data: &[u8]) -> Tally {
     let mut reader = NsReader::from_reader(data);
     let mut tally = Tally::default();
     let mut depth = 0;
@@ -191,6 +230,22 @@ impl Read for ChunkedSource<'_> {
 }
 
 fn quick_chunked(data: &[u8]) -> Tally {
+    let mut reader = Reader::from_reader(BufReader::with_capacity(CHUNK, ChunkedSource(data)));
+    let mut tally = Tally::default();
+    let mut depth = 0;
+    let mut buf = Vec::new();
+    loop {
+        let event = reader
+            .read_event_into(&mut buf)
+            .expect("well-formed corpus");
+        if !quick_event(&reader, event, &mut depth, &mut tally) {
+            return tally;
+        }
+        buf.clear();
+    }
+}
+
+fn quick_ns_chunked(data: &[u8]) -> Tally {
     let mut reader = NsReader::from_reader(BufReader::with_capacity(CHUNK, ChunkedSource(data)));
     let mut tally = Tally::default();
     let mut depth = 0;
@@ -275,10 +330,11 @@ fn bench_corpus(c: &mut Criterion, corpus: &Corpus) {
         .measurement_time(Duration::from_secs(2))
         .sampling_mode(SamplingMode::Flat);
 
-    let routines: [[Routine; 2]; 3] = [
+    let routines: [[Routine; 2]; 4] = [
         [stanza_whole, stanza_chunked],
         [quick_whole, quick_chunked],
         [rxml_whole, rxml_chunked],
+        [quick_ns_whole, quick_ns_chunked],
     ];
     for (name, pair) in PARSERS.into_iter().zip(routines) {
         for (feed, routine) in FEEDS.into_iter().zip(pair) {

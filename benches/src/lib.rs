@@ -16,7 +16,7 @@ pub const STREAM_HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabb
 pub const CHUNK: usize = 1500;
 
 /// Criterion function names of the measured parsers, in table order.
-pub const PARSERS: [&str; 3] = ["stanza", "quick-xml", "rxml"];
+pub const PARSERS: [&str; 4] = ["stanza", "quick-xml", "rxml", "quick-xml-ns"];
 
 /// Criterion function names of the byte-scan ceilings (whole feed only).
 pub const CEILINGS: [&str; 2] = ["memchr", "memchr3"];
