@@ -1,0 +1,253 @@
+//! Loadgen against the real xmpp-edge on loopback: every request kind, STARTTLS and
+//! direct TLS, SCRAM with and without channel binding, PLAIN; zero errors expected.
+//!
+//! Needs `target/<profile>/xmpp-edge`, which `cargo build --workspace --bins` builds (the
+//! test suite runs that first): a binary of another package cannot be a dependency here.
+
+mod support;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{KillOnDrop, Run, free_port, loadgen};
+
+/// The edge binary next to loadgen's, in the same target directory and profile.
+fn edge_binary() -> PathBuf {
+    let loadgen = Path::new(env!("CARGO_BIN_EXE_loadgen"));
+    let edge = loadgen.with_file_name(format!("xmpp-edge{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        edge.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins` (loadgen's tests run the real edge)",
+        edge.display()
+    );
+    edge
+}
+
+struct Edge {
+    _process: KillOnDrop,
+    starttls: u16,
+    direct: u16,
+    dir: tempfile::TempDir,
+}
+
+fn start_edge(accounts: u32) -> Edge {
+    let binary = edge_binary();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (starttls, direct) = (free_port(), free_port());
+    let config = dir.path().join("edge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "domains = [\"localhost\"]\nusers_file = \"users.toml\"\n\
+             [[listeners]]\nkind = \"starttls\"\naddress = \"127.0.0.1:{starttls}\"\n\
+             [[listeners]]\nkind = \"direct_tls\"\naddress = \"127.0.0.1:{direct}\"\n\
+             [limits]\nmax_connections_per_ip = 1000\nstanza_rate = 1000.0\nstanza_burst = 1000\n\
+             [log]\nfilter = \"warn\"\n"
+        ),
+    )
+    .expect("write config");
+    let mut add = Command::new(&binary)
+        .args([
+            "--config",
+            "edge.toml",
+            "user",
+            "add-range",
+            "user%d@localhost",
+            "--from",
+            "1",
+            "--password-stdin",
+        ])
+        .args(["--to", &accounts.to_string()])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("xmpp-edge user add-range starts");
+    std::io::Write::write_all(&mut add.stdin.take().expect("stdin"), b"secret\n")
+        .expect("password");
+    assert!(
+        add.wait().expect("add-range finishes").success(),
+        "xmpp-edge user add-range failed"
+    );
+    let log = std::fs::File::create(dir.path().join("edge.log")).expect("log file");
+    let process = Command::new(&binary)
+        .args(["--config", "edge.toml"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("xmpp-edge starts");
+    let process = KillOnDrop(process);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for port in [starttls, direct] {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let log = std::fs::read_to_string(dir.path().join("edge.log")).unwrap_or_default();
+            assert!(
+                Instant::now() < deadline,
+                "xmpp-edge does not listen on {port}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    std::fs::write(dir.path().join("password"), "secret\n").expect("password file");
+    Edge {
+        _process: process,
+        starttls,
+        direct,
+        dir,
+    }
+}
+
+impl Edge {
+    fn loadgen(&self, args: &[&str]) -> Run {
+        let mut all = vec![
+            "--host",
+            "127.0.0.1",
+            "--insecure",
+            "--password-file",
+            "password",
+            "--json",
+            "--timeout",
+            "10s",
+        ];
+        all.extend_from_slice(args);
+        loadgen(&all, self.dir.path(), Duration::from_secs(120))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("edge.log")).unwrap_or_default()
+    }
+}
+
+fn assert_clean(run: &Run, edge: &Edge, sessions: u64) -> serde_json::Value {
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "loadgen failed:\n{}\nedge log:\n{}",
+        run.stderr,
+        edge.log()
+    );
+    let json = run.json();
+    assert_eq!(json["pass"], true, "{json:#}");
+    assert_eq!(json["errors"]["total"], 0, "{json:#}");
+    assert_eq!(json["sessions"]["established"], sessions, "{json:#}");
+    assert_eq!(json["requests"]["ok"], json["requests"]["due"], "{json:#}");
+    json
+}
+
+#[test]
+fn every_request_kind_over_starttls_and_direct_tls() {
+    let edge = start_edge(8);
+    let port = edge.starttls.to_string();
+    let run = edge.loadgen(&[
+        "--port",
+        &port,
+        "--sessions",
+        "8",
+        "--threads",
+        "2",
+        "--rate",
+        "40",
+        "--duration",
+        "2s",
+        "--hdr-log",
+        "starttls.hlog",
+    ]);
+    let json = assert_clean(&run, &edge, 8);
+    assert!(
+        json["requests"]["ok"].as_u64().unwrap_or(0) >= 70,
+        "{json:#}"
+    );
+    for metric in [
+        "connect",
+        "tls",
+        "sasl",
+        "bind",
+        "login",
+        "sic0-ip",
+        "sic0-address",
+        "sic1-address",
+        "disco-info",
+        "ping",
+        "requests",
+    ] {
+        assert!(
+            json["latency_us"][metric]["count"].as_u64().unwrap_or(0) > 0,
+            "no {metric} in {json:#}"
+        );
+    }
+    assert_eq!(json["target"]["sasl"], "SCRAM-SHA-256");
+
+    // Direct TLS with tls-exporter channel binding, SCRAM-SHA-1 and two requests in flight.
+    let port = edge.direct.to_string();
+    let run = edge.loadgen(&[
+        "--tls",
+        "direct",
+        "--port",
+        &port,
+        "--sasl",
+        "scram-sha-1-plus",
+        "--sessions",
+        "4",
+        "--pipeline",
+        "2",
+        "--rate",
+        "40",
+        "--duration",
+        "1s",
+        "--mix",
+        "sic1-address=2,ping=1",
+        "--hdr-log",
+        "direct.hlog",
+    ]);
+    let json = assert_clean(&run, &edge, 4);
+    assert_eq!(json["target"]["tls"], "direct");
+
+    // The two logs merge into one report.
+    let merged = loadgen(
+        &[
+            "merge",
+            "--json",
+            "starttls.hlog",
+            "direct.hlog",
+            "--output",
+            "all.hlog",
+        ],
+        edge.dir.path(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(merged.status.code(), Some(0), "{}", merged.stderr);
+    let requests = merged.json()["latency_us"]["requests"]["count"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        requests >= 70 + json["requests"]["ok"].as_u64().unwrap_or(0),
+        "{}",
+        merged.stdout
+    );
+    assert!(edge.dir.path().join("all.hlog").exists());
+    let plot = loadgen(
+        &["plot", "starttls.hlog", "direct.hlog", "-o", "compare.svg"],
+        edge.dir.path(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(plot.status.code(), Some(0), "{}", plot.stderr);
+    let svg = std::fs::read_to_string(edge.dir.path().join("compare.svg")).unwrap_or_default();
+    assert!(svg.contains("starttls") && svg.contains("direct"), "{svg}");
+
+    // PLAIN, and a run that only logs in and out (no requests).
+    let run = edge.loadgen(&[
+        "--port",
+        &edge.starttls.to_string(),
+        "--sessions",
+        "2",
+        "--rate",
+        "0",
+        "--sasl",
+        "plain",
+    ]);
+    let json = assert_clean(&run, &edge, 2);
+    assert_eq!(json["requests"]["due"], 0);
+}
