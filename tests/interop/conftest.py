@@ -48,14 +48,22 @@ def wait_listening(host: str, port: int, proc: subprocess.Popen, log: pathlib.Pa
 
 
 class Edge:
-    """A running edge: its listener ports per address family and its log."""
+    """A running edge: its listener ports per address family and its log.
 
-    def __init__(self, workdir: pathlib.Path):
+    With `proxy`, it also has one listener of each kind on 127.0.0.1 that requires a
+    PROXY protocol header, for a load balancer on loopback (trusted by default).
+    """
+
+    def __init__(self, workdir: pathlib.Path, proxy: bool = False, log_filter: str = "info"):
         self.workdir = workdir
         self.users_file = workdir / "users.toml"
         self.log = workdir / "edge.log"
+        self.log_filter = log_filter
         self.starttls = {"127.0.0.1": free_port("127.0.0.1"), "::1": free_port("::1")}
         self.direct_tls = {"127.0.0.1": free_port("127.0.0.1"), "::1": free_port("::1")}
+        self.proxy = (
+            {kind: free_port("127.0.0.1") for kind in ("starttls", "direct_tls")} if proxy else {}
+        )
         self.proc = None
 
     def config_text(self) -> str:
@@ -64,10 +72,17 @@ class Edge:
             for host, port in ports.items():
                 addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
                 listeners.append(f'[[listeners]]\nkind = "{kind}"\naddress = "{addr}"\n')
+        for kind, port in self.proxy.items():
+            listeners.append(
+                f'[[listeners]]\nkind = "{kind}"\naddress = "127.0.0.1:{port}"\n'
+                'proxy_protocol = "required"\n'
+            )
         return (
             f'domains = ["{DOMAIN}"]\n'
             f'users_file = "{self.users_file}"\n\n'
-            '[shutdown]\ngrace_period = "1s"\nforce_after = "1s"\n\n' + "\n".join(listeners)
+            '[shutdown]\ngrace_period = "1s"\nforce_after = "1s"\n\n'
+            # Any free port: the default 9145 may be taken by another edge.
+            '[admin]\naddress = "127.0.0.1:0"\n\n' + "\n".join(listeners)
         )
 
     def add_user(self, local: str) -> None:
@@ -80,7 +95,7 @@ class Edge:
     def start(self) -> None:
         config = self.workdir / "edge.toml"
         config.write_text(self.config_text())
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"))
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", self.log_filter))
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [edge_binary(), "--config", config], cwd=self.workdir,
@@ -89,6 +104,8 @@ class Edge:
         for ports in (self.starttls, self.direct_tls):
             for host, port in ports.items():
                 wait_listening(host, port, self.proc, self.log)
+        for port in self.proxy.values():
+            wait_listening("127.0.0.1", port, self.proc, self.log)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

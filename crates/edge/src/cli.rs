@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use session::sasl::DEFAULT_ITERATIONS;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::Config;
+use crate::config::{Config, ProxyProtocol};
 use crate::users::{StoredUser, UsersFile, normalize_jid, split_jid};
 use crate::{Server, shutdown, tls};
 
@@ -147,7 +147,15 @@ fn check_config(file: &Path) -> Result<(), String> {
     let listeners: Vec<String> = config
         .listeners
         .iter()
-        .map(|l| format!("{} {}", l.kind, l.address))
+        .map(|l| match l.proxy_protocol {
+            ProxyProtocol::Off => format!("{} {}", l.kind, l.address),
+            ProxyProtocol::Required => format!(
+                "{} {} (PROXY protocol from {})",
+                l.kind,
+                l.address,
+                l.proxy_trusted.join(" ")
+            ),
+        })
         .collect();
     println!(
         "{}: OK (domains {}; listeners {}; {}; {})",

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+use session::proxy::{CidrError, TrustedSources};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +26,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
+    pub admin: AdminConfig,
 }
 
 impl Default for Config {
@@ -40,6 +42,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -97,6 +100,31 @@ pub struct ListenerConfig {
     /// with its own accept loop, so the kernel spreads accepts over them.
     #[serde(default)]
     pub reuse_port_workers: u32,
+    /// Whether connections start with a PROXY protocol header from a load balancer.
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocol,
+    /// CIDR blocks of the balancers allowed to connect when `proxy_protocol` is
+    /// `required`: a header from anyone else would let a client choose the address SIC
+    /// reports, so other peers are closed before anything is read.
+    #[serde(default = "default_proxy_trusted")]
+    pub proxy_trusted: Vec<String>,
+    /// How long a connection may take to send its complete PROXY header.
+    #[serde(
+        default = "default_proxy_header_timeout",
+        deserialize_with = "duration"
+    )]
+    pub proxy_header_timeout: Duration,
+}
+
+/// Whether a listener expects a PROXY protocol header (v1 or v2) first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocol {
+    /// Clients connect directly; the socket's peer is the client.
+    #[default]
+    Off,
+    /// Every connection comes from a trusted balancer and starts with a header.
+    Required,
 }
 
 impl ListenerConfig {
@@ -107,12 +135,33 @@ impl ListenerConfig {
             address,
             backlog: default_backlog(),
             reuse_port_workers: 0,
+            proxy_protocol: ProxyProtocol::Off,
+            proxy_trusted: default_proxy_trusted(),
+            proxy_header_timeout: default_proxy_header_timeout(),
         }
+    }
+
+    /// The parsed `proxy_trusted` blocks.
+    pub fn trusted_sources(&self) -> Result<TrustedSources, CidrError> {
+        TrustedSources::parse(&self.proxy_trusted)
     }
 }
 
 fn default_backlog() -> u32 {
     4096
+}
+
+/// Loopback only: a balancer on the same host.
+fn default_proxy_trusted() -> Vec<String> {
+    TrustedSources::loopback()
+        .blocks()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn default_proxy_header_timeout() -> Duration {
+    Duration::from_secs(3)
 }
 
 /// Resource limits; each one is counted and logged when it triggers.
@@ -196,6 +245,26 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             filter: "info".to_owned(),
+        }
+    }
+}
+
+/// The admin HTTP endpoint: `/metrics`, `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve the endpoint at all.
+    pub enabled: bool,
+    /// `IP:PORT`. Loopback by default: metrics are for the local Prometheus, not the world.
+    #[serde(deserialize_with = "socket_addr")]
+    pub address: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            address: ([127, 0, 0, 1], 9145).into(),
         }
     }
 }
@@ -294,6 +363,24 @@ impl Config {
                     "`listeners[{i}].reuse_port_workers` must be at most 256"
                 ));
             }
+            match listener.trusted_sources() {
+                Err(e) => problems.push(format!("`listeners[{i}].proxy_trusted`: {e}")),
+                Ok(trusted)
+                    if trusted.blocks().is_empty()
+                        && listener.proxy_protocol == ProxyProtocol::Required =>
+                {
+                    problems.push(format!(
+                        "`listeners[{i}].proxy_trusted` is empty: with `proxy_protocol = \"required\"` every connection would be refused"
+                    ));
+                }
+                Ok(_) => {}
+            }
+            let timeout = listener.proxy_header_timeout;
+            if timeout.is_zero() || timeout > Duration::from_secs(600) {
+                problems.push(format!(
+                    "`listeners[{i}].proxy_header_timeout` must be between 1ms and 10m"
+                ));
+            }
             let clash = self.listeners[..i]
                 .iter()
                 .any(|other| other.address == listener.address && listener.address.port() != 0);
@@ -303,6 +390,18 @@ impl Config {
                     listener.address
                 ));
             }
+        }
+        if self.admin.enabled
+            && self.admin.address.port() != 0
+            && self
+                .listeners
+                .iter()
+                .any(|listener| listener.address == self.admin.address)
+        {
+            problems.push(format!(
+                "`admin.address` {} is also an XMPP listener",
+                self.admin.address
+            ));
         }
         let l = &self.limits;
         if l.max_connections_per_ip == 0 {
@@ -376,7 +475,7 @@ fn socket_addr<'de, D: Deserializer<'de>>(de: D) -> Result<SocketAddr, D::Error>
     let text = String::deserialize(de)?;
     text.parse().map_err(|_| {
         serde::de::Error::custom(format!(
-            "invalid listener address {text:?}: expected IP:PORT such as \"127.0.0.1:5222\" or \"[::1]:5222\""
+            "invalid address {text:?}: expected IP:PORT such as \"127.0.0.1:5222\" or \"[::1]:5222\""
         ))
     })
 }
@@ -452,7 +551,78 @@ mod tests {
         let err =
             Config::parse("[[listeners]]\nkind = \"starttls\"\naddress = \"localhost:5222\"\n")
                 .unwrap_err();
-        assert!(err.contains("invalid listener address"), "{err}");
+        assert!(err.contains("invalid address"), "{err}");
+    }
+
+    #[test]
+    fn admin_section() {
+        let config = Config::parse("[admin]\naddress = \"[::1]:9100\"\nenabled = false\n").unwrap();
+        assert!(!config.admin.enabled);
+        assert_eq!(config.admin.address, "[::1]:9100".parse().unwrap());
+        let mut clash = Config::embedded();
+        clash.admin.address = clash.listeners[0].address;
+        let err = clash.validate().unwrap_err();
+        assert!(err.contains("admin.address"), "{err}");
+        clash.admin.enabled = false;
+        clash.validate().unwrap();
+    }
+
+    #[test]
+    fn proxy_listener_settings() {
+        let config = Config::parse(
+            "[[listeners]]\nkind = \"direct_tls\"\naddress = \"127.0.0.1:0\"\n\
+             proxy_protocol = \"required\"\nproxy_trusted = [\"10.0.0.0/8\", \"fd00::/8\"]\n\
+             proxy_header_timeout = \"500ms\"\n",
+        )
+        .unwrap();
+        let listener = &config.listeners[0];
+        assert_eq!(listener.proxy_protocol, ProxyProtocol::Required);
+        assert_eq!(listener.proxy_header_timeout, Duration::from_millis(500));
+        assert!(
+            listener
+                .trusted_sources()
+                .unwrap()
+                .contains("10.1.2.3".parse().unwrap())
+        );
+        config.validate().unwrap();
+
+        let defaults = ListenerConfig::new(ListenerKind::Starttls, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(defaults.proxy_protocol, ProxyProtocol::Off);
+        assert_eq!(
+            defaults.trusted_sources().unwrap(),
+            TrustedSources::loopback()
+        );
+
+        let err = Config::parse(
+            "[[listeners]]\nkind = \"starttls\"\naddress = \"127.0.0.1:0\"\nproxy_protocol = \"maybe\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("proxy_protocol") || err.contains("maybe"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_proxy_settings_name_listener_and_value() {
+        let mut config = Config::embedded();
+        config.listeners[1].proxy_protocol = ProxyProtocol::Required;
+        config.listeners[1].proxy_trusted = vec!["127.0.0.0/8".to_owned(), "10.0.0.1/8".to_owned()];
+        config.listeners[1].proxy_header_timeout = Duration::ZERO;
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.contains("`listeners[1].proxy_trusted`") && err.contains("\"10.0.0.1/8\""),
+            "{err}"
+        );
+        assert!(err.contains("`listeners[1].proxy_header_timeout`"), "{err}");
+
+        config.listeners[1].proxy_trusted.clear();
+        config.listeners[1].proxy_header_timeout = Duration::from_secs(3);
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.contains("`listeners[1].proxy_trusted` is empty"),
+            "{err}"
+        );
     }
 
     #[test]

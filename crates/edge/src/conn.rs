@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use session::{Addresses, CloseReason, Connection, Event};
+use session::{Addresses, CloseReason, Connection, Counts, Event};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::futures::Notified;
@@ -22,9 +22,10 @@ use tokio::time::Sleep;
 use tracing::{debug, info, warn};
 
 use crate::config::ListenerKind;
+use crate::proxy::{self, ProxyListener, Rewind};
 use crate::registry::{Control, Request};
 use crate::server::Shared;
-use crate::stats::{Ended, Limit, limit_of};
+use crate::stats::{Ended, Limit, ListenerStats, SessionState, Stats, TlsOutcome, limit_of};
 use crate::tls;
 
 /// Bytes read per `receive` call; small, and only on the stack while reading.
@@ -34,10 +35,30 @@ const READ_CHUNK: usize = 4096;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Admits an accepted connection against the limits and starts its task; refused
-/// connections are closed at once.
-pub fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, kind: ListenerKind) {
-    if let Err(limit) = shared.limits.admit(peer.ip()) {
+/// connections are closed at once. On a PROXY listener the peer must be a trusted
+/// balancer, and the per-address limit waits for the client address in the header.
+pub fn admit(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    proxy: Option<&Arc<ProxyListener>>,
+    counters: &Arc<ListenerStats>,
+) {
+    counters.accepted();
+    if let Some(proxy) = proxy
+        && !proxy.admits(peer, kind, &shared.stats)
+    {
+        counters.closed(Ended::ProxyHeader);
+        return;
+    }
+    let admitted = match proxy {
+        None => shared.limits.admit(peer.ip()),
+        Some(_) => shared.limits.admit_total(),
+    };
+    if let Err(limit) = admitted {
         shared.stats.limit(limit);
+        counters.closed(Ended::Refused);
         warn!(client = %peer, listener = %kind, ?limit, "limit triggered: connection refused");
         return;
     }
@@ -45,30 +66,54 @@ pub fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, kind: Li
         debug!(client = %peer, %error, "cannot set TCP_NODELAY");
     }
     let (id, control) = shared.registry.register();
-    shared.stats.connection_opened();
+    shared.stats.session_opened();
     let ticket = Ticket {
         shared: Arc::clone(shared),
+        counters: Arc::clone(counters),
         id,
-        peer,
+        client: peer,
+        per_ip: proxy.is_none(),
+        state: SessionState::PreTls,
         bound: None,
     };
-    tokio::spawn(serve(stream, kind, ticket, control));
+    tokio::spawn(serve(stream, kind, proxy.cloned(), ticket, control));
 }
 
 /// A connection's place in the limits and the registry, given back on drop whatever way
 /// the task ends.
 struct Ticket {
     shared: Arc<Shared>,
+    /// The counters of the listener that accepted the connection.
+    counters: Arc<ListenerStats>,
     id: u64,
-    peer: SocketAddr,
+    /// The socket's peer, or on a PROXY listener the client the header names once read.
+    client: SocketAddr,
+    /// The client's address is counted in the per-address limit.
+    per_ip: bool,
+    /// Where the session is, as counted in `xmpp_edge_sessions`.
+    state: SessionState,
     bound: Option<String>,
 }
 
 impl Ticket {
+    /// The session moved on in its negotiation.
+    fn moved(&mut self, to: SessionState) {
+        self.shared.stats.session_moved(self.state, to);
+        self.state = to;
+    }
+
+    /// Counts a finished TLS handshake; a successful one leaves the pre-TLS state.
+    fn tls(&mut self, outcome: TlsOutcome) {
+        self.counters.tls(outcome);
+        if outcome == TlsOutcome::Ok {
+            self.moved(SessionState::PreAuth);
+        }
+    }
+
     /// Counts and logs a limit that ended this connection.
     fn limit(&self, limit: Limit, detail: &str) {
         self.shared.stats.limit(limit);
-        warn!(client = %self.peer, ?limit, detail, "limit triggered");
+        warn!(client = %self.client, ?limit, detail, "limit triggered");
     }
 
     /// Records the bound full JID and replaces the connection that held it before.
@@ -79,7 +124,7 @@ impl Ticket {
         if let Some(previous) = self.shared.registry.bind(self.id, &full_jid) {
             previous.request(Request::Replaced);
             self.shared.stats.replaced();
-            info!(client = %self.peer, jid = %full_jid, "resource bound again: replacing the older session");
+            info!(client = %self.client, jid = %full_jid, "resource bound again: replacing the older session");
         }
         self.bound = Some(full_jid);
     }
@@ -88,7 +133,11 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.shared.registry.remove(self.id, self.bound.as_deref());
-        self.shared.limits.release(self.peer.ip());
+        if self.per_ip {
+            self.shared.limits.release(self.client.ip());
+        } else {
+            self.shared.limits.release_total();
+        }
     }
 }
 
@@ -102,6 +151,10 @@ enum End {
     Io(io::Error),
     TlsTimeout,
     TlsFailed(io::Error),
+    /// No acceptable PROXY header.
+    Proxy(proxy::Failure),
+    /// The client address in the PROXY header is over its limit.
+    Refused(Limit),
     /// The session asked for STARTTLS on an encrypted stream.
     UnexpectedStartTls,
     /// Shutdown ran out of time.
@@ -112,8 +165,15 @@ impl End {
     fn counted(&self) -> Ended {
         match self {
             Self::Session(CloseReason::ClientClosed) | Self::PeerClosed => Ended::Client,
-            Self::Session(_) | Self::UnexpectedStartTls => Ended::StreamError,
-            Self::Io(_) | Self::TlsTimeout | Self::TlsFailed(_) => Ended::Io,
+            Self::Session(CloseReason::OutputOverflow) => Ended::OutputOverflow,
+            Self::Session(CloseReason::StreamError { .. }) | Self::UnexpectedStartTls => {
+                Ended::StreamError
+            }
+            Self::Io(_) => Ended::Io,
+            Self::TlsTimeout => Ended::TlsTimeout,
+            Self::TlsFailed(_) => Ended::TlsFailed,
+            Self::Proxy(_) => Ended::ProxyHeader,
+            Self::Refused(_) => Ended::Refused,
             Self::Forced => Ended::Forced,
         }
     }
@@ -137,41 +197,105 @@ impl fmt::Display for End {
             Self::Io(error) => write!(f, "socket error: {error}"),
             Self::TlsTimeout => f.write_str("TLS handshake timeout"),
             Self::TlsFailed(error) => write!(f, "TLS handshake failed: {error}"),
+            Self::Proxy(failure) => failure.fmt(f),
+            Self::Refused(limit) => write!(f, "refused after the PROXY header: {limit:?}"),
             Self::UnexpectedStartTls => f.write_str("STARTTLS requested on an encrypted stream"),
             Self::Forced => f.write_str("closed by force at shutdown"),
         }
     }
 }
 
-async fn serve(stream: TcpStream, kind: ListenerKind, mut ticket: Ticket, control: Arc<Control>) {
+async fn serve(
+    mut stream: TcpStream,
+    kind: ListenerKind,
+    proxy: Option<Arc<ProxyListener>>,
+    mut ticket: Ticket,
+    control: Arc<Control>,
+) {
     let started = Instant::now();
-    let peer = ticket.peer;
+    let peer = ticket.client;
+    // On PROXY listeners logs name the balancer beside the client.
+    let balancer = proxy.is_some().then_some(peer);
     let local = match stream.local_addr() {
         Ok(local) => local,
         Err(error) => {
             debug!(client = %peer, %error, "connection lost before it started");
-            let stats = Arc::clone(&ticket.shared.stats);
-            drop(ticket);
-            stats.connection_closed(Ended::Io);
+            count_closed(ticket, Ended::Io);
             return;
         }
     };
-    info!(client = %peer, %local, listener = %kind, "connection opened");
+    let (client, leftover) = match proxy {
+        None => (peer, Vec::new()),
+        Some(proxy) => {
+            match Box::pin(proxy_header(&mut stream, &proxy, &mut ticket, &control)).await {
+                Ok(received) => received,
+                Err(end) => return closed(ticket, &end, started, balancer),
+            }
+        }
+    };
+    info!(
+        %client, balancer = balancer.map(tracing::field::display), %local, listener = %kind,
+        "connection opened"
+    );
     let addresses = Addresses {
-        client: peer,
+        client,
         peer,
         local,
     };
     let end = match kind {
-        ListenerKind::Starttls => starttls(stream, addresses, &mut ticket, &control).await,
-        ListenerKind::DirectTls => direct_tls(stream, addresses, &mut ticket, &control).await,
+        ListenerKind::Starttls => {
+            starttls(stream, addresses, &leftover, &mut ticket, &control).await
+        }
+        ListenerKind::DirectTls => {
+            direct_tls(stream, addresses, leftover, &mut ticket, &control).await
+        }
     };
-    // Release the limits before counting the close, so anyone who sees the connection
-    // gone from the counters also finds its slot free.
+    closed(ticket, &end, started, balancer);
+}
+
+/// Counts and logs the end of a connection task.
+fn closed(ticket: Ticket, end: &End, started: Instant, balancer: Option<SocketAddr>) {
+    let client = ticket.client;
+    count_closed(ticket, end.counted());
+    info!(
+        %client, balancer = balancer.map(tracing::field::display), duration = ?started.elapsed(), reason = %end,
+        "connection closed"
+    );
+}
+
+/// Gives back the ticket, then counts the close. Releasing the limits first means anyone
+/// who sees the connection gone from the counters also finds its slot free.
+fn count_closed(ticket: Ticket, how: Ended) {
     let stats = Arc::clone(&ticket.shared.stats);
+    let counters = Arc::clone(&ticket.counters);
+    let state = ticket.state;
     drop(ticket);
-    stats.connection_closed(end.counted());
-    info!(client = %peer, duration = ?started.elapsed(), reason = %end, "connection closed");
+    counters.closed(how);
+    stats.session_closed(state);
+}
+
+/// Reads the PROXY header and admits the client it names against the per-address limit;
+/// returns that client and the bytes that followed the header.
+async fn proxy_header(
+    stream: &mut TcpStream,
+    proxy: &ProxyListener,
+    ticket: &mut Ticket,
+    control: &Control,
+) -> Result<(SocketAddr, Vec<u8>), End> {
+    let peer = ticket.client;
+    let accepted = tokio::select! {
+        accepted = proxy.receive(stream, peer, &ticket.shared.stats) => accepted.map_err(End::Proxy)?,
+        () = control.forced() => return Err(End::Forced),
+    };
+    let client = accepted.header.client_address(peer);
+    if let Err(limit) = ticket.shared.limits.admit_ip(client.ip()) {
+        ticket.shared.stats.limit(limit);
+        warn!(%client, balancer = %peer, ?limit, "limit triggered: connection refused");
+        return Err(End::Refused(limit));
+    }
+    ticket.client = client;
+    ticket.per_ip = true;
+    Ok((client, accepted.leftover))
 }
 
 fn new_session(
@@ -190,21 +314,27 @@ fn new_session(
     )
 }
 
+/// `early` holds client bytes that came with a PROXY header.
 async fn starttls(
     mut tcp: TcpStream,
     addresses: Addresses,
+    early: &[u8],
     ticket: &mut Ticket,
     control: &Control,
 ) -> End {
     let shared = Arc::clone(&ticket.shared);
     let mut conn = new_session(&shared, addresses, ListenerKind::Starttls, None);
+    if !early.is_empty() {
+        shared.stats.received(early.len());
+        conn.receive(early, Instant::now());
+    }
     match drive(&mut tcp, &mut conn, ticket, control).await {
         Stop::StartTls => {}
         Stop::End(end) => return end,
     }
     // `<proceed/>` must reach the client before the handshake; both share the deadline.
     let upgrade = async {
-        write_pending(&mut tcp, &mut conn).await?;
+        write_pending(&mut tcp, &mut conn, &shared.stats).await?;
         shared.tls.starttls.accept(tcp).await
     };
     let mut stream = match Box::pin(handshake(upgrade, ticket, control)).await {
@@ -218,15 +348,18 @@ async fn starttls(
     }
 }
 
+/// `early` holds client bytes (the start of the TLS handshake) that came with a PROXY
+/// header; the acceptor reads them first.
 async fn direct_tls(
     tcp: TcpStream,
     addresses: Addresses,
+    early: Vec<u8>,
     ticket: &mut Ticket,
     control: &Control,
 ) -> End {
     let shared = Arc::clone(&ticket.shared);
-    let mut stream = match Box::pin(handshake(shared.tls.direct.accept(tcp), ticket, control)).await
-    {
+    let accept = shared.tls.direct.accept(Rewind::new(tcp, early));
+    let mut stream = match Box::pin(handshake(accept, ticket, control)).await {
         Ok(stream) => stream,
         Err(end) => return end,
     };
@@ -241,18 +374,22 @@ async fn direct_tls(
 /// Runs a TLS handshake under the handshake timeout, abandoning it on forced shutdown.
 async fn handshake<T>(
     handshake: impl Future<Output = io::Result<T>>,
-    ticket: &Ticket,
+    ticket: &mut Ticket,
     control: &Control,
 ) -> Result<T, End> {
     let timeout = ticket.shared.tls_handshake_timeout;
     tokio::select! {
         result = tokio::time::timeout(timeout, handshake) => match result {
-            Ok(Ok(stream)) => Ok(stream),
+            Ok(Ok(stream)) => {
+                ticket.tls(TlsOutcome::Ok);
+                Ok(stream)
+            }
             Ok(Err(error)) => {
-                ticket.shared.stats.tls_handshake_failed();
+                ticket.tls(TlsOutcome::of_error(&error));
                 Err(End::TlsFailed(error))
             }
             Err(_) => {
+                ticket.tls(TlsOutcome::Timeout);
                 ticket.limit(Limit::TlsHandshakeTimeout, "TLS handshake not finished in time");
                 Err(End::TlsTimeout)
             }
@@ -276,11 +413,53 @@ enum Step {
     Error(io::Error),
 }
 
+/// IQ answers not yet written, for the latency histogram, and the byte counts.
+struct Replies<'a> {
+    stats: &'a Stats,
+    /// When the read completing the oldest unwritten answer returned.
+    since: Option<Instant>,
+    pending: u32,
+}
+
+impl Replies<'_> {
+    /// `bytes` were read at `at` and the session reported `counts` for them.
+    fn received(&mut self, bytes: usize, counts: &Counts, at: Instant) {
+        self.stats.received(bytes);
+        if counts.is_empty() {
+            return;
+        }
+        self.stats.record(counts);
+        let answered = counts.answered();
+        if answered > 0 {
+            self.pending = self.pending.saturating_add(answered);
+            self.since.get_or_insert(at);
+        }
+    }
+
+    fn sent(&self, bytes: usize) {
+        self.stats.sent(bytes);
+    }
+
+    /// All output reached the socket: the pending answers are written.
+    fn flushed(&mut self) {
+        if let Some(since) = self.since.take() {
+            self.stats.answered(since.elapsed(), self.pending);
+            self.pending = 0;
+        }
+    }
+}
+
 /// Runs the session over `io` until it closes or asks for STARTTLS.
 async fn drive<S>(io: &mut S, conn: &mut Connection, ticket: &mut Ticket, control: &Control) -> Stop
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let shared = Arc::clone(&ticket.shared);
+    let mut replies = Replies {
+        stats: &shared.stats,
+        since: None,
+        pending: 0,
+    };
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
@@ -290,20 +469,23 @@ where
             match event {
                 Event::StartTls => return Stop::StartTls,
                 Event::Authenticated { bare_jid } => {
-                    ticket.shared.stats.authenticated();
-                    debug!(client = %ticket.peer, jid = %bare_jid, "authenticated");
+                    ticket.moved(SessionState::Authenticated);
+                    debug!(client = %ticket.client, jid = %bare_jid, "authenticated");
                 }
                 Event::Bound { full_jid } => {
-                    debug!(client = %ticket.peer, jid = %full_jid, "resource bound");
+                    debug!(client = %ticket.client, jid = %full_jid, "resource bound");
                     ticket.bind(full_jid);
                 }
                 Event::Close(reason) => {
+                    if let CloseReason::StreamError { condition, .. } = &reason {
+                        ticket.shared.stats.stream_error(condition);
+                    }
                     if let Some(limit) = limit_of(&reason, ticket.bound.is_some()) {
                         ticket.limit(limit, &End::Session(reason.clone()).to_string());
                     }
                     // Boxed: closing happens once, so its state need not live in every
                     // idle connection's task.
-                    Box::pin(finish(io, conn, &reason)).await;
+                    Box::pin(finish(io, conn, &reason, &shared.stats)).await;
                     return Stop::End(End::Session(reason));
                 }
             }
@@ -343,6 +525,7 @@ where
                 timer.as_mut(),
                 deadline.is_some(),
                 requested.as_mut(),
+                &mut replies,
             )
         })
         .await;
@@ -368,6 +551,7 @@ fn poll_step<S>(
     timer: Pin<&mut Sleep>,
     timer_armed: bool,
     requested: Pin<&mut Notified<'_>>,
+    replies: &mut Replies<'_>,
 ) -> Poll<Step>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -382,14 +566,17 @@ where
             Poll::Ready(Ok(0)) => return Poll::Ready(Step::Error(io::ErrorKind::WriteZero.into())),
             Poll::Ready(Ok(n)) => {
                 conn.output_written(n);
+                replies.sent(n);
                 wrote = true;
             }
             Poll::Ready(Err(error)) => return Poll::Ready(Step::Error(error)),
             Poll::Pending => break,
         }
     }
-    if let Poll::Ready(Err(error)) = Pin::new(&mut *io).poll_flush(cx) {
-        return Poll::Ready(Step::Error(error));
+    match Pin::new(&mut *io).poll_flush(cx) {
+        Poll::Ready(Err(error)) => return Poll::Ready(Step::Error(error)),
+        Poll::Ready(Ok(())) if conn.pending_output().is_empty() => replies.flushed(),
+        Poll::Ready(Ok(())) | Poll::Pending => {}
     }
     // Keep reading even when output is stuck: the session needs the input to notice a
     // client that sends without reading (OutputOverflow) instead of stalling.
@@ -398,7 +585,9 @@ where
     match Pin::new(&mut *io).poll_read(cx, &mut buf) {
         Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Step::Eof),
         Poll::Ready(Ok(())) => {
-            conn.receive(buf.filled(), Instant::now());
+            let now = Instant::now();
+            conn.receive(buf.filled(), now);
+            replies.received(buf.filled().len(), &conn.take_counts(), now);
             return Poll::Ready(Step::Progress);
         }
         Poll::Ready(Err(error)) => return Poll::Ready(Step::Error(error)),
@@ -416,25 +605,35 @@ where
 }
 
 /// Writes all of the session's pending output.
-async fn write_pending<S: AsyncWrite + Unpin>(io: &mut S, conn: &mut Connection) -> io::Result<()> {
+async fn write_pending<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    conn: &mut Connection,
+    stats: &Stats,
+) -> io::Result<()> {
     while !conn.pending_output().is_empty() {
         let n = io.write(conn.pending_output()).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
         conn.output_written(n);
+        stats.sent(n);
     }
     io.flush().await
 }
 
 /// Sends the session's last words and closes the socket, within [`CLOSE_TIMEOUT`]. A client
 /// that overflowed its output gets nothing more: the socket is just dropped.
-async fn finish<S: AsyncWrite + Unpin>(io: &mut S, conn: &mut Connection, reason: &CloseReason) {
+async fn finish<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    conn: &mut Connection,
+    reason: &CloseReason,
+    stats: &Stats,
+) {
     if *reason == CloseReason::OutputOverflow {
         return;
     }
     let close = async {
-        write_pending(io, conn).await?;
+        write_pending(io, conn, stats).await?;
         io.shutdown().await
     };
     if let Ok(Err(error)) = tokio::time::timeout(CLOSE_TIMEOUT, close).await {
@@ -447,7 +646,6 @@ mod tests {
     use super::*;
     use crate::limits::ConnLimits;
     use crate::registry::Registry;
-    use crate::stats::Stats;
     use crate::users::UserStore;
 
     /// Idle sessions must stay cheap: the task's own state beyond the session and the TLS
@@ -463,7 +661,9 @@ mod tests {
             tls: tls::acceptors(&crate::config::TlsConfig::default(), &domains).unwrap(),
             limits: ConnLimits::new(10, 10),
             registry: Registry::default(),
-            stats: Arc::new(Stats::default()),
+            stats: Arc::new(Stats::register(
+                &mut prometheus_client::registry::Registry::default(),
+            )),
             tls_handshake_timeout: Duration::from_secs(1),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -473,12 +673,15 @@ mod tests {
         let (stream, peer) = listener.accept().await.unwrap();
         let (id, control) = shared.registry.register();
         let ticket = Ticket {
+            counters: shared.stats.listener(ListenerKind::Starttls, peer),
             shared: Arc::clone(&shared),
             id,
-            peer,
+            client: peer,
+            per_ip: true,
+            state: SessionState::PreTls,
             bound: None,
         };
-        let task = serve(stream, ListenerKind::Starttls, ticket, control);
+        let task = serve(stream, ListenerKind::Starttls, None, ticket, control);
         let needed =
             size_of::<Connection>() + size_of::<tokio_rustls::server::TlsStream<TcpStream>>();
         let overhead = size_of_val(&task) - needed;

@@ -4,11 +4,15 @@
 //! first) serves until a shutdown future completes; [`cli`] is the `xmpp-edge` binary.
 #![forbid(unsafe_code)]
 
+mod admin;
 pub mod cli;
 pub mod config;
 mod conn;
+mod histogram;
 mod limits;
 mod listener;
+mod process;
+mod proxy;
 mod registry;
 mod server;
 pub mod shutdown;

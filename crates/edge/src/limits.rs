@@ -57,24 +57,42 @@ impl ConnLimits {
     /// Counts one more connection from `ip`, or says which limit refuses it. Every `Ok`
     /// must be matched by one [`ConnLimits::release`].
     pub fn admit(&self, ip: IpAddr) -> Result<(), Limit> {
-        let ip = ip.to_canonical();
+        self.admit_total()?;
+        self.admit_ip(ip).inspect_err(|_| self.release_total())
+    }
+
+    /// Forgets one connection from `ip`.
+    pub fn release(&self, ip: IpAddr) {
+        self.release_ip(ip);
+        self.release_total();
+    }
+
+    /// The total half of [`ConnLimits::admit`], for PROXY listeners, whose client address
+    /// is known only once the header is read. Matched by [`ConnLimits::release_total`].
+    pub fn admit_total(&self) -> Result<(), Limit> {
         if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Limit::MaxConnections);
         }
+        Ok(())
+    }
+
+    /// The per-address half of [`ConnLimits::admit`]. Matched by [`ConnLimits::release_ip`].
+    pub fn admit_ip(&self, ip: IpAddr) -> Result<(), Limit> {
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let count = per_ip.entry(ip).or_insert(0);
+        let count = per_ip.entry(ip.to_canonical()).or_insert(0);
         if *count >= self.max_per_ip {
-            drop(per_ip);
-            self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Limit::MaxConnectionsPerIp);
         }
         *count += 1;
         Ok(())
     }
 
-    /// Forgets one connection from `ip`.
-    pub fn release(&self, ip: IpAddr) {
+    pub fn release_total(&self) {
+        self.total.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn release_ip(&self, ip: IpAddr) {
         let ip = ip.to_canonical();
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(count) = per_ip.get_mut(&ip) {
@@ -83,8 +101,6 @@ impl ConnLimits {
                 per_ip.remove(&ip);
             }
         }
-        drop(per_ip);
-        self.total.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -13,8 +13,9 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::config::{ListenerConfig, ListenerKind};
+use crate::proxy::ProxyListener;
 use crate::server::Shared;
-use crate::stats::Limit;
+use crate::stats::{Limit, ListenerStats};
 
 /// First pause after an accept failed for lack of descriptors or memory.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -28,11 +29,13 @@ const LOG_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Bound {
     pub kind: ListenerKind,
     pub listener: std::net::TcpListener,
+    /// Set when connections start with a PROXY header.
+    pub proxy: Option<Arc<ProxyListener>>,
 }
 
 /// Binds one configured listener: a single socket, or `reuse_port_workers` sockets
 /// sharing the port through SO_REUSEPORT (port 0 is resolved by the first one).
-pub fn bind(config: &ListenerConfig) -> io::Result<Vec<Bound>> {
+pub fn bind(config: &ListenerConfig, proxy: Option<Arc<ProxyListener>>) -> io::Result<Vec<Bound>> {
     let reuse_port = config.reuse_port_workers > 0;
     let count = config.reuse_port_workers.max(1);
     let mut address = config.address;
@@ -43,6 +46,7 @@ pub fn bind(config: &ListenerConfig) -> io::Result<Vec<Bound>> {
         bound.push(Bound {
             kind: config.kind,
             listener,
+            proxy: proxy.clone(),
         });
     }
     Ok(bound)
@@ -100,6 +104,8 @@ fn is_connection_error(error: &io::Error) -> bool {
 pub async fn accept_loop(
     listener: TcpListener,
     kind: ListenerKind,
+    proxy: Option<Arc<ProxyListener>>,
+    counters: Arc<ListenerStats>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -115,7 +121,7 @@ pub async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = BACKOFF_MIN;
-                crate::conn::admit(&shared, stream, peer, kind);
+                crate::conn::admit(&shared, stream, peer, kind, proxy.as_ref(), &counters);
             }
             Err(error) if is_resource_exhaustion(&error) => {
                 shared.stats.limit(Limit::AcceptResources);
@@ -159,7 +165,7 @@ mod tests {
         let mut config =
             ListenerConfig::new(ListenerKind::Starttls, "127.0.0.1:0".parse().unwrap());
         config.reuse_port_workers = 3;
-        let bound = bind(&config).unwrap();
+        let bound = bind(&config, None).unwrap();
         assert_eq!(bound.len(), 3);
         let port = bound[0].listener.local_addr().unwrap().port();
         assert!(

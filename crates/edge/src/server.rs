@@ -13,11 +13,14 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::admin;
 use crate::config::{Config, ListenerKind, ShutdownConfig};
 use crate::limits::{self, ConnLimits};
 use crate::listener::{self, Bound};
+use crate::process::ProcessCollector;
+use crate::proxy::ProxyListener;
 use crate::registry::Registry;
-use crate::stats::Stats;
+use crate::stats::{ListenerStats, Stats};
 use crate::tls::{self, Acceptors, TlsError};
 use crate::users::{LoadReport, UserStore, UsersError};
 use crate::{config::ConfigError, shutdown};
@@ -61,19 +64,23 @@ pub struct Shared {
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<Bound>,
+    /// The counters of each entry in `listeners`.
+    listener_stats: Vec<Arc<ListenerStats>>,
+    /// Every metric, for the admin endpoint; created here at start, never global.
+    metrics: Arc<prometheus_client::registry::Registry>,
+    /// The admin endpoint's socket, unless `[admin]` is disabled.
+    admin: Option<std::net::TcpListener>,
     shutdown: ShutdownConfig,
 }
 
 impl Server {
-    /// Validates `config`, prepares TLS and the accounts, raises the descriptor limit and
-    /// binds every listener.
+    /// Validates `config`, prepares TLS, the accounts and the metrics, raises the
+    /// descriptor limit and binds every listener and the admin endpoint.
     pub fn bind(config: Config) -> Result<Self, Error> {
-        Self::bind_with_stats(config, Arc::new(Stats::default()))
-    }
-
-    /// [`Server::bind`] counting into `stats`.
-    pub fn bind_with_stats(config: Config, stats: Arc<Stats>) -> Result<Self, Error> {
         config.validate().map_err(Error::Invalid)?;
+        let mut metrics = prometheus_client::registry::Registry::default();
+        let stats = Arc::new(Stats::register(&mut metrics));
+        metrics.register_collector(Box::new(ProcessCollector::new()));
         let fd_limit = limits::raise_fd_limit();
         let max_connections = limits::max_connections(config.limits.max_connections, fd_limit);
         if let Some(fd_limit) = fd_limit
@@ -94,13 +101,32 @@ impl Server {
         let (accounts, report) = UserStore::open(&config.users_file, &config.domains)?;
         log_users(&config.users_file.display().to_string(), &report);
         let mut listeners = Vec::new();
-        for listener_config in &config.listeners {
+        for (i, listener_config) in config.listeners.iter().enumerate() {
             let address = listener_config.address;
+            let proxy = ProxyListener::from_config(listener_config)
+                .map_err(|e| Error::Invalid(format!("`listeners[{i}].proxy_trusted`: {e}")))?;
             listeners.extend(
-                listener::bind(listener_config)
+                listener::bind(listener_config, proxy.map(Arc::new))
                     .map_err(|source| Error::Bind { address, source })?,
             );
         }
+        let listener_stats = listeners
+            .iter()
+            .map(|bound| {
+                let address = bound.listener.local_addr().map_err(|source| Error::Bind {
+                    address: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    source,
+                })?;
+                Ok(stats.listener(bound.kind, address))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let admin = if config.admin.enabled {
+            let address = config.admin.address;
+            Some(admin::bind(address).map_err(|source| Error::Bind { address, source })?)
+        } else {
+            None
+        };
+        stats.set_connection_limit(max_connections);
         let shared = Shared {
             session_config: Arc::new(config.session_config()),
             accounts: Arc::new(accounts),
@@ -114,6 +140,9 @@ impl Server {
         Ok(Self {
             shared: Arc::new(shared),
             listeners,
+            listener_stats,
+            metrics: Arc::new(metrics),
+            admin,
             shutdown: config.shutdown,
         })
     }
@@ -131,28 +160,58 @@ impl Server {
         Arc::clone(&self.shared.stats)
     }
 
+    /// The admin endpoint's address, if it is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref()?.local_addr().ok()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets sessions finish for
     /// the grace period, closes the rest with `<system-shutdown/>` and returns once all
     /// connections are gone (or forced closed). Reloads the users file on SIGHUP.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let mut hangup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
+        let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+        let admin_task = match self.admin {
+            Some(listener) => {
+                let address = listener.local_addr().map_err(|source| Error::Bind {
+                    address: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    source,
+                })?;
+                let listener = TcpListener::from_std(listener)
+                    .map_err(|source| Error::Bind { address, source })?;
+                info!(%address, "admin endpoint serving /metrics, /healthz and /readyz");
+                Some(tokio::spawn(admin::serve(
+                    listener,
+                    self.metrics,
+                    Arc::clone(&self.shared.stats),
+                    admin_stop_rx,
+                )))
+            }
+            None => None,
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut accept_loops = JoinSet::new();
-        for bound in self.listeners {
+        for (bound, counters) in self.listeners.into_iter().zip(self.listener_stats) {
             let address = bound.listener.local_addr().map_err(|source| Error::Bind {
                 address: SocketAddr::from(([0, 0, 0, 0], 0)),
                 source,
             })?;
             let listener = TcpListener::from_std(bound.listener)
                 .map_err(|source| Error::Bind { address, source })?;
-            info!(listener = %bound.kind, %address, "listening");
+            info!(
+                listener = %bound.kind, %address, proxy_protocol = bound.proxy.is_some(),
+                "listening"
+            );
             accept_loops.spawn(listener::accept_loop(
                 listener,
                 bound.kind,
+                bound.proxy,
+                counters,
                 Arc::clone(&self.shared),
                 stop_rx.clone(),
             ));
         }
+        self.shared.stats.set_ready(true);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -160,6 +219,9 @@ impl Server {
                 Some(()) = hangup.recv() => reload_users(&self.shared.accounts),
             }
         }
+        // Not ready from here on, so balancers send new clients elsewhere while the
+        // sessions here drain.
+        self.shared.stats.set_ready(false);
         info!(
             connections = self.shared.registry.len(),
             "shutting down: no longer accepting"
@@ -168,6 +230,11 @@ impl Server {
         let _ = stop_tx.send(true);
         while accept_loops.join_next().await.is_some() {}
         shutdown::drain(&self.shared.registry, &self.shutdown).await;
+        // The admin endpoint lasts through the drain, so /readyz and /metrics show it.
+        let _ = admin_stop_tx.send(true);
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
         info!("shutdown complete");
         Ok(())
     }

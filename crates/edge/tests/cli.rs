@@ -48,6 +48,10 @@ fn example_config_is_accepted() {
         format!("{:?}", defaults.listeners)
     );
     assert_eq!(example.domains, defaults.domains);
+    assert_eq!(
+        format!("{:?}", example.admin),
+        format!("{:?}", defaults.admin)
+    );
 }
 
 #[test]
@@ -102,9 +106,43 @@ fn invalid_values_and_missing_files_are_reported() {
     let out = run(&["check-config", path.to_str().unwrap()], "");
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("invalid listener address"),
+        text(&out.stderr).contains("invalid address"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_config_validates_proxy_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    let listener = "[[listeners]]\nkind = \"direct_tls\"\naddress = \"127.0.0.1:5223\"\n\
+                    proxy_protocol = \"required\"\n";
+    std::fs::write(
+        &path,
+        format!("{listener}proxy_trusted = [\"10.0.0.0/8\", \"::1\"]\n"),
+    )
+    .unwrap();
+    let out = run(&["check-config", path.to_str().unwrap()], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("PROXY protocol from 10.0.0.0/8 ::1"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    std::fs::write(
+        &path,
+        format!("{listener}proxy_trusted = [\"10.0.0.1/8\"]\nproxy_header_timeout = \"0s\"\n"),
+    )
+    .unwrap();
+    let out = run(&["check-config", path.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("`listeners[0].proxy_trusted`: \"10.0.0.1/8\"")
+            && err.contains("`listeners[0].proxy_header_timeout`"),
+        "{err}"
     );
 }
 

@@ -55,8 +55,9 @@ async fn sighup_reloads_users() {
     assert!(server.child.try_wait().unwrap().is_none());
 }
 
-/// SIGTERM: listeners close at once, a connected client gets `<system-shutdown/>` after
-/// the grace period, and the process exits 0. Also covers the self-signed default.
+/// SIGTERM: listeners close at once and /readyz turns 503, a connected client gets
+/// `<system-shutdown/>` after the grace period, and the process exits 0. Also covers the
+/// self-signed default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_shuts_down_gracefully() {
     let fixture = Fixture::new();
@@ -70,12 +71,15 @@ async fn sigterm_shuts_down_gracefully() {
     let listening = server.listening(2).await;
     assert!(server.log_contains("SELF-SIGNED"), "{}", server.log_text());
     let addr = addr_of(&listening, "starttls");
+    let admin = server.admin_addr().await;
+    assert_eq!(common::http_get(admin, "/readyz", "*/*").await.status, 200);
 
     let mut client = Client::connect(addr).await;
     client.open_stream().await;
     let signalled = Instant::now();
     server.signal(Signal::SIGTERM);
     common::eventually("draining", || server.log_contains("draining")).await;
+    assert_eq!(common::http_get(admin, "/readyz", "*/*").await.status, 503);
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "still accepting after SIGTERM"

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use crate::counts::SaslOutcome;
 use crate::error::{StreamCondition, StreamError};
 use crate::features::Transport;
 use crate::machine::{Auth, Flow, Machine, Phase, served_domain};
@@ -16,6 +17,7 @@ impl Machine {
         if matches!(self.auth, Auth::Done) {
             return self.already_authenticated();
         }
+        self.sasl_mechanism = mechanism;
         if !self.transport.sasl_offered(&self.config) {
             return self.sasl_failure(Failure::EncryptionRequired);
         }
@@ -95,6 +97,7 @@ impl Machine {
                     self.out.raw(&sasl::encode_payload(&additional_data));
                     self.out.raw("</success>");
                 }
+                self.sasl_ended(SaslOutcome::Success);
                 self.authenticated(&username);
                 Flow::Restart { end }
             }
@@ -120,6 +123,7 @@ impl Machine {
     /// `<failure>`, counted against [`Config::max_auth_failures`]; at the limit the stream
     /// is closed, so credentials cannot be guessed on one connection without end.
     fn sasl_failure(&mut self, failure: Failure) -> Flow {
+        self.sasl_ended(SaslOutcome::of(failure));
         self.auth = Auth::None;
         self.out
             .raw("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><");
@@ -133,6 +137,11 @@ impl Machine {
             ));
         }
         Flow::Continue
+    }
+
+    /// Counts the attempt's outcome under the mechanism its `<auth>` named.
+    fn sasl_ended(&mut self, outcome: SaslOutcome) {
+        self.counts.sasl_ended(self.sasl_mechanism.take(), outcome);
     }
 
     fn already_authenticated(&mut self) -> Flow {

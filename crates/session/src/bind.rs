@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use crate::counts::AnswerKind;
 use crate::error::StanzaCondition;
 use crate::iq::Answer;
 use crate::jid;
@@ -42,6 +43,7 @@ impl Machine {
         out.raw("><jid>");
         out.text(&self.jid);
         out.raw("</jid></bind></iq>");
+        self.counts.answer(AnswerKind::Bind);
         self.events.push_back(Event::Bound {
             full_jid: self.jid.clone(),
         });

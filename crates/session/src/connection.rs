@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use stanza::{Token, Tokenizer};
 
+use crate::counts::Counts;
 use crate::error::{StreamCondition, StreamError};
 use crate::features::Transport;
 use crate::machine::{Flow, Machine, Phase};
@@ -207,6 +208,13 @@ impl Connection {
             Phase::Closed => None,
             _ => self.machine.limits.next_deadline(),
         }
+    }
+
+    /// What the connection did since the last call (stanzas received, IQ answers written,
+    /// SASL outcomes), for metrics; the counts start over from zero. Cheap enough to call
+    /// after every [`Connection::receive`].
+    pub fn take_counts(&mut self) -> Counts {
+        std::mem::take(&mut self.machine.counts)
     }
 
     /// The connection's addresses.

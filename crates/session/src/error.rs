@@ -1,9 +1,10 @@
 //! The RFC 6120 error conditions the edge sends: stream errors (which end the stream) and
 //! stanza errors (which answer one stanza).
 
-/// RFC 6120 section 4.9.3 stream error conditions.
+/// RFC 6120 section 4.9.3 stream error conditions the edge sends. Public so the I/O layer
+/// can keep one counter per condition ([`crate::CloseReason::StreamError`] names them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StreamCondition {
+pub enum StreamCondition {
     BadFormat,
     Conflict,
     ConnectionTimeout,
@@ -19,8 +20,34 @@ pub(crate) enum StreamCondition {
 }
 
 impl StreamCondition {
+    /// Every condition, in [`StreamCondition::index`] order.
+    pub const ALL: [Self; 12] = [
+        Self::BadFormat,
+        Self::Conflict,
+        Self::ConnectionTimeout,
+        Self::HostUnknown,
+        Self::InvalidNamespace,
+        Self::NotAuthorized,
+        Self::NotWellFormed,
+        Self::PolicyViolation,
+        Self::RestrictedXml,
+        Self::SystemShutdown,
+        Self::UnsupportedStanzaType,
+        Self::UnsupportedVersion,
+    ];
+
+    /// The position in [`StreamCondition::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The condition named `name` (as in [`crate::CloseReason::StreamError`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// The element name inside `<stream:error>`.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::BadFormat => "bad-format",
             Self::Conflict => "conflict",
@@ -100,5 +127,22 @@ impl StanzaCondition {
             Self::Forbidden => "auth",
             Self::ItemNotFound | Self::NotAllowed | Self::ServiceUnavailable => "cancel",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_conditions_by_index_and_name() {
+        for (i, condition) in StreamCondition::ALL.into_iter().enumerate() {
+            assert_eq!(condition.index(), i);
+            assert_eq!(
+                StreamCondition::from_name(condition.as_str()),
+                Some(condition)
+            );
+        }
+        assert_eq!(StreamCondition::from_name("undefined-condition"), None);
     }
 }

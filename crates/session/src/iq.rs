@@ -2,6 +2,7 @@
 //! and session. Every get or set gets exactly one answer; results and errors from the
 //! client are dropped (nothing here ever sends it a request).
 
+use crate::counts::AnswerKind;
 use crate::disco;
 use crate::element::{Payload, StanzaType};
 use crate::error::StanzaCondition;
@@ -95,6 +96,10 @@ impl Machine {
     /// clients such as aioxmpp match the reply's `from` against the request's `to` and
     /// drop an answer that claims to come from the domain.
     pub(crate) fn iq_answer(&mut self, answer: Answer) -> Flow {
+        self.counts.answer(AnswerKind::of(
+            answer,
+            self.element.payload == Payload::Ping,
+        ));
         let from = match answer {
             Answer::Error(StanzaCondition::JidMalformed) => {
                 Some(served_domain(&self.config, self.domain).unwrap_or_default())

@@ -9,7 +9,8 @@
 //!    [`Connection::handle_timeout`];
 //! 3. then drains [`Connection::pending_output`] to the socket (reporting progress with
 //!    [`Connection::output_written`]), acts on every [`Connection::poll_event`] and
-//!    re-arms its timer from [`Connection::poll_timeout`].
+//!    re-arms its timer from [`Connection::poll_timeout`];
+//! 4. for metrics, adds [`Connection::take_counts`] to its counters after each call.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ mod auth;
 mod bind;
 pub mod config;
 mod connection;
+mod counts;
 mod disco;
 mod element;
 mod error;
@@ -35,6 +37,8 @@ mod writer;
 
 pub use config::{Config, ListenerKind};
 pub use connection::{Addresses, CloseReason, Connection, Event, TlsInfo};
+pub use counts::{AnswerKind, Counts, SaslOutcome, StanzaKind};
+pub use error::StreamCondition;
 
 /// Where credentials come from; the edge implements it over its users file.
 pub trait Accounts: Send + Sync + std::fmt::Debug {

@@ -8,11 +8,12 @@ use std::time::Instant;
 
 use stanza::Token;
 
+use crate::counts::{Counts, StanzaKind};
 use crate::element::{Element, Kind, Payload};
 use crate::error::{StreamCondition, StreamError};
 use crate::features::{self, Transport};
 use crate::limits::Limits;
-use crate::sasl::ServerExchange;
+use crate::sasl::{Mechanism, ServerExchange};
 use crate::stream;
 use crate::writer::Output;
 use crate::{Accounts, Addresses, CloseReason, Config, Event, TlsInfo};
@@ -65,6 +66,8 @@ pub(crate) struct Machine {
     pub(crate) domain: Option<usize>,
     pub(crate) auth: Auth,
     pub(crate) auth_failures: u32,
+    /// The mechanism the client's last `<auth>` named, until its outcome is counted.
+    pub(crate) sasl_mechanism: Option<Mechanism>,
     /// `user@domain` once authenticated, `user@domain/resource` once bound.
     pub(crate) jid: String,
     /// Bytes of the localpart at the start of `jid`.
@@ -77,6 +80,8 @@ pub(crate) struct Machine {
     pub(crate) limits: Limits,
     /// The top-level element being read.
     pub(crate) element: Element,
+    /// What happened since the I/O layer last took the counts.
+    pub(crate) counts: Counts,
 }
 
 impl Machine {
@@ -97,6 +102,7 @@ impl Machine {
             domain: None,
             auth: Auth::None,
             auth_failures: 0,
+            sasl_mechanism: None,
             jid: String::new(),
             local_len: 0,
             bare_len: 0,
@@ -105,6 +111,7 @@ impl Machine {
             events: VecDeque::new(),
             limits,
             element: Element::new(),
+            counts: Counts::default(),
         }
     }
 
@@ -158,6 +165,7 @@ impl Machine {
 
     /// A complete top-level element; `more` says whether bytes follow it in the buffer.
     fn on_element(&mut self, end: usize, more: bool, now: Instant) -> Flow {
+        self.counts.stanza(StanzaKind::of(self.element.kind));
         if !self.limits.take_stanza(&self.config, now) {
             return self.stop(StreamError::new(
                 StreamCondition::PolicyViolation,

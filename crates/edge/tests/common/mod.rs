@@ -82,6 +82,7 @@ impl Fixture {
         ];
         config.shutdown.grace_period = Duration::from_millis(100);
         config.shutdown.force_after = Duration::from_millis(500);
+        config.admin.address = "127.0.0.1:0".parse().unwrap();
         config
     }
 
@@ -109,6 +110,8 @@ impl Fixture {
 /// A server running in this process until dropped or stopped.
 pub struct Running {
     pub addrs: Vec<(ListenerKind, SocketAddr)>,
+    /// The admin endpoint, when enabled.
+    pub admin: Option<SocketAddr>,
     pub stats: Arc<Stats>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), edge::Error>>>,
@@ -118,6 +121,7 @@ impl Running {
     pub fn start(config: Config) -> Self {
         let server = Server::bind(config).unwrap();
         let addrs = server.local_addrs();
+        let admin = server.admin_addr();
         let stats = server.stats();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
@@ -125,6 +129,7 @@ impl Running {
         }));
         Self {
             addrs,
+            admin,
             stats,
             stop: Some(stop),
             task: Some(task),
@@ -140,10 +145,15 @@ impl Running {
             .1
     }
 
-    pub async fn stop(mut self) {
+    /// Starts the shutdown without waiting for it (see [`Running::stop`]).
+    pub fn begin_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    pub async fn stop(mut self) {
+        self.begin_stop();
         if let Some(task) = self.task.take() {
             tokio::time::timeout(STEP_TIMEOUT, task)
                 .await
@@ -201,7 +211,11 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Self {
-        let tcp = TcpStream::connect(addr).await.unwrap();
+        Self::from_tcp(TcpStream::connect(addr).await.unwrap())
+    }
+
+    /// A client on a socket the test connected (and perhaps configured) itself.
+    pub fn from_tcp(tcp: TcpStream) -> Self {
         let local = tcp.local_addr().unwrap();
         Self {
             io: Io::Plain(tcp),
@@ -227,7 +241,8 @@ impl Client {
         client
     }
 
-    async fn handshake(&mut self, connector: &TlsConnector) {
+    /// Starts TLS on the plain connection (direct TLS after a PROXY header, say).
+    pub async fn handshake(&mut self, connector: &TlsConnector) {
         let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Upgrading) else {
             panic!("already TLS")
         };
@@ -251,8 +266,17 @@ impl Client {
     }
 
     pub async fn try_send(&mut self, text: &str) -> std::io::Result<()> {
+        self.try_send_bytes(text.as_bytes()).await
+    }
+
+    /// Sends raw bytes, such as a binary PROXY v2 header.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.try_send_bytes(bytes).await.unwrap();
+    }
+
+    async fn try_send_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         let stream = self.io.stream();
-        stream.write_all(text.as_bytes()).await?;
+        stream.write_all(bytes).await?;
         stream.flush().await
     }
 
@@ -515,6 +539,29 @@ impl Process {
         }
     }
 
+    /// The admin endpoint's address, from its start-up log line.
+    pub async fn admin_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|line| line.contains("admin endpoint"))
+                .find_map(|line| field(line, "address")?.parse().ok());
+            if let Some(address) = found {
+                return address;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no admin endpoint:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
         nix::sys::signal::kill(pid, signal).unwrap();
@@ -544,6 +591,63 @@ impl Drop for Process {
     }
 }
 
+/// A response from the admin endpoint.
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header lines as sent, without the status line.
+    pub headers: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Sends `request` (a complete HTTP request head) to `addr` and reads the response until
+/// the server closes the connection; `None` when it closed without answering.
+pub async fn http_try(addr: SocketAddr, request: &str) -> Option<HttpResponse> {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(STEP_TIMEOUT, tcp.read_to_end(&mut raw))
+        .await
+        .expect("admin endpoint answers in time")
+        .unwrap();
+    if raw.is_empty() {
+        return None;
+    }
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    Some(HttpResponse {
+        status,
+        headers: headers.replace("\r\n", "\n"),
+        body: body.to_owned(),
+    })
+}
+
+/// [`http_try`], expecting an answer.
+pub async fn http_raw(addr: SocketAddr, request: &str) -> HttpResponse {
+    http_try(addr, request)
+        .await
+        .expect("the admin endpoint answered")
+}
+
+/// A GET of `path` with `accept` as the Accept header.
+pub async fn http_get(addr: SocketAddr, path: &str, accept: &str) -> HttpResponse {
+    http_raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: {accept}\r\n\r\n"),
+    )
+    .await
+}
+
 /// The value of `name=value` in a log line.
 fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let at = line.find(&format!("{name}="))? + name.len() + 1;
@@ -564,7 +668,8 @@ pub fn write_config(fixture: &Fixture, extra_limits: &str, shutdown: &str, tls: 
         "domains = [\"localhost\"]\nusers_file = {:?}\n{tls}\
          [[listeners]]\nkind = \"starttls\"\naddress = \"127.0.0.1:0\"\n\
          [[listeners]]\nkind = \"direct_tls\"\naddress = \"127.0.0.1:0\"\n\
-         [limits]\n{extra_limits}\n[shutdown]\n{shutdown}\n[log]\nfilter = \"info\"\n",
+         [limits]\n{extra_limits}\n[shutdown]\n{shutdown}\n[log]\nfilter = \"info\"\n\
+         [admin]\naddress = \"127.0.0.1:0\"\n",
         fixture.users
     );
     let path = fixture.path("xmpp-edge.toml");

@@ -2,6 +2,7 @@
 //! path, parsing the server's output with the stanza tokenizer.
 
 mod client;
+mod counts;
 mod limits;
 mod sasl;
 mod stanzas;
