@@ -45,6 +45,14 @@ pub enum TlsArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyArg {
+    /// The text header (`PROXY TCP4 ...`), as HAProxy's `send-proxy`.
+    V1,
+    /// The binary header, as HAProxy's `send-proxy-v2` and cloud load balancers.
+    V2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SaslArg {
     #[value(name = "scram-sha-256")]
     ScramSha256,
@@ -89,6 +97,30 @@ pub struct RunArgs {
         help_heading = "Target"
     )]
     pub sasl: SaslArg,
+    /// Start every connection with a PROXY protocol header, as a load balancer would, for
+    /// a server listener that requires one; SIC answers must then report the header's
+    /// synthetic client address and port, not the socket's.
+    #[arg(long, value_enum, value_name = "VERSION", help_heading = "Target")]
+    pub proxy: Option<ProxyArg>,
+    /// Synthetic client addresses for --proxy: CIDR blocks, addresses or first-last
+    /// ranges, comma-separated. Sessions take the blocks in turn.
+    #[arg(
+        long,
+        value_name = "RANGES",
+        default_value = "198.51.100.0/24,2001:db8::/64",
+        requires = "proxy",
+        help_heading = "Target"
+    )]
+    pub proxy_sources: String,
+    /// Synthetic client ports for --proxy, first-last; they change with every session.
+    #[arg(
+        long,
+        value_name = "FIRST-LAST",
+        default_value = "1024-65535",
+        requires = "proxy",
+        help_heading = "Target"
+    )]
+    pub proxy_ports: String,
 
     /// Account JID pattern; %d is replaced by numbers from --from to --to.
     #[arg(
@@ -273,6 +305,16 @@ mod tests {
         let cli = Cli::try_parse_from(["loadgen", "merge", "a.hlog", "b.hlog"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Merge(ref args)) if args.files.len() == 2));
         assert!(Cli::try_parse_from(["loadgen", "merge"]).is_err());
+    }
+
+    #[test]
+    fn proxy_ranges_need_proxy() {
+        let cli = Cli::try_parse_from(["loadgen", "--proxy", "v2"]).unwrap();
+        assert_eq!(cli.run.proxy, Some(ProxyArg::V2));
+        assert_eq!(cli.run.proxy_ports, "1024-65535");
+        let cli = Cli::try_parse_from(["loadgen"]).unwrap();
+        assert_eq!(cli.run.proxy, None);
+        assert!(Cli::try_parse_from(["loadgen", "--proxy-sources", "10.0.0.0/8"]).is_err());
     }
 
     #[test]

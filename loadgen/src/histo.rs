@@ -11,6 +11,8 @@ use crate::schedule::Nanos;
 pub enum Metric {
     /// TCP connect, from `connect(2)` to writable.
     Connect,
+    /// `--proxy`: from the connection being up to the PROXY header handed to the kernel.
+    Proxy,
     /// TLS: direct TLS handshake, or STARTTLS from `<starttls/>` to handshake done.
     Tls,
     /// SASL, from `<auth>` to `<success>`.
@@ -33,9 +35,10 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
     pub const ALL: [Metric; Metric::COUNT] = [
         Metric::Connect,
+        Metric::Proxy,
         Metric::Tls,
         Metric::Sasl,
         Metric::Bind,
@@ -54,6 +57,7 @@ impl Metric {
     pub fn name(self) -> &'static str {
         match self {
             Metric::Connect => "connect",
+            Metric::Proxy => "proxy",
             Metric::Tls => "tls",
             Metric::Sasl => "sasl",
             Metric::Bind => "bind",

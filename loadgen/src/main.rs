@@ -12,6 +12,7 @@ mod logs;
 mod net;
 mod plot;
 mod progress;
+mod proxy;
 mod report;
 mod run;
 mod schedule;
@@ -26,8 +27,9 @@ use clap::Parser as _;
 use session::sasl::Mechanism;
 
 use accounts::Accounts;
-use cli::{Cli, Command, MergeArgs, PlotArgs, RunArgs, SaslArg, TlsArg};
+use cli::{Cli, Command, MergeArgs, PlotArgs, ProxyArg, RunArgs, SaslArg, TlsArg};
 use client::{Mix, Profile, RequestKind, TlsMode};
+use proxy::{ProxyPlan, Sources};
 use report::Target;
 use run::{Options, SaturationOptions};
 use tls::{TlsOptions, TlsSetup};
@@ -166,6 +168,18 @@ fn options(args: RunArgs) -> Result<(Plan, Options), String> {
         return Err(format!("{} needs TLS", mechanism.name()));
     }
     let mix = parse_mix(&args.mix)?;
+    let proxy = match args.proxy {
+        Some(version) => Some(ProxyPlan {
+            version: match version {
+                ProxyArg::V1 => proxy::Version::V1,
+                ProxyArg::V2 => proxy::Version::V2,
+            },
+            sources: Sources::parse(&args.proxy_sources, &args.proxy_ports)
+                .map_err(|e| format!("--proxy-sources/--proxy-ports: {e}"))?,
+            destination: server,
+        }),
+        None => None,
+    };
     let local_ips = match &args.local_ips {
         Some(spec) => net::parse_local_ips(spec).map_err(|e| format!("--local-ips: {e}"))?,
         None => Vec::new(),
@@ -181,10 +195,20 @@ fn options(args: RunArgs) -> Result<(Plan, Options), String> {
         domain: domain.clone(),
         tls: format!("{tls_mode:?}").to_ascii_lowercase(),
         sasl: mechanism.name().to_owned(),
+        proxy: proxy.as_ref().map(|p| {
+            format!(
+                "{} from {} ports {}",
+                p.version.name(),
+                args.proxy_sources,
+                args.proxy_ports
+            )
+        }),
     };
     let timeout = args.timeout.as_nanos() as u64;
+    let mut profile = Profile::new(domain, tls_mode, mechanism, timeout, args.pipeline);
+    profile.proxy = proxy;
     let plan = Plan {
-        profile: Profile::new(domain, tls_mode, mechanism, timeout, args.pipeline),
+        profile,
         accounts,
         server,
         local_ips,

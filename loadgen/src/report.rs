@@ -89,6 +89,8 @@ pub struct Target {
     pub domain: String,
     pub tls: String,
     pub sasl: String,
+    /// `--proxy`: the header version and the synthetic sources.
+    pub proxy: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -219,6 +221,9 @@ impl Summary {
             "target {} domain {} tls {} sasl {}",
             t.server, t.domain, t.tls, t.sasl
         );
+        if let Some(proxy) = &t.proxy {
+            let _ = writeln!(out, "PROXY header {proxy}");
+        }
         let s = &self.sessions;
         let _ = writeln!(
             out,

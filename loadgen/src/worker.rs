@@ -157,7 +157,8 @@ struct Conn {
     client: Client,
     /// The start of a stanza that has not fully arrived.
     rx: Vec<u8>,
-    /// Output the socket did not take yet (without TLS; rustls buffers its own).
+    /// Plaintext the socket did not take yet (without TLS, or a PROXY header before it;
+    /// rustls buffers its own records).
     tx: Vec<u8>,
     /// Deadline of this session's entry in the timer wheel; 0 when it has none.
     timer_at: Nanos,
@@ -181,8 +182,13 @@ impl Conn {
                 Err(e) => return Err(connect_failure(plan.server, &e)),
             };
             let (mut ctx, _) = sh.split(plan, clock.now());
-            let action = self.client.connected(&mut ctx, local);
+            let mut action = self.client.connected(&mut ctx, local);
             self.send_out(sh)?;
+            if self.client.state() == State::Proxy {
+                let (mut ctx, _) = sh.split(plan, clock.now());
+                action = self.client.proxy_sent(&mut ctx);
+                self.send_out(sh)?;
+            }
             if action == Action::StartTls {
                 self.start_tls(plan)?;
             }
@@ -423,8 +429,18 @@ impl Conn {
         Ok(written)
     }
 
-    /// Writes buffered output (TLS records, or plaintext the socket refused earlier).
+    /// Writes buffered output: plaintext the socket refused earlier (which may be a PROXY
+    /// header that must precede the TLS records), then TLS records.
     fn flush(&mut self) -> Result<(), Failure> {
+        if !self.tx.is_empty() {
+            let tx = std::mem::take(&mut self.tx);
+            let written = self.write_plain(&tx)?;
+            if written < tx.len() {
+                self.tx = tx;
+                self.tx.drain(..written);
+                return Ok(());
+            }
+        }
         if let Some(tls) = self.tls.as_mut() {
             while tls.wants_write() {
                 match tls.write_tls(&mut self.sock) {
@@ -433,15 +449,6 @@ impl Conn {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(self.client.peer_closed(&format!("failed ({e})"))),
                 }
-            }
-            return Ok(());
-        }
-        if !self.tx.is_empty() {
-            let tx = std::mem::take(&mut self.tx);
-            let written = self.write_plain(&tx)?;
-            if written < tx.len() {
-                self.tx = tx;
-                self.tx.drain(..written);
             }
         }
         Ok(())

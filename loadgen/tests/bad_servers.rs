@@ -7,6 +7,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
+use session::proxy::{HeaderParser, Progress};
 use support::{free_port, loadgen};
 
 /// How the fake server misbehaves.
@@ -20,6 +21,9 @@ enum Fault {
     WrongPassword,
     /// Accepts connections and never says anything.
     Silent,
+    /// Takes a PROXY header first, but answers SIC with the socket's peer address, as a
+    /// server that ignores the header would.
+    IgnoresProxy,
 }
 
 /// A tiny XMPP server without TLS, speaking just enough for loadgen's PLAIN login and
@@ -38,13 +42,36 @@ fn fake_server(fault: Fault) -> u16 {
 fn serve(mut stream: TcpStream, fault: Fault) {
     let Ok(peer) = stream.peer_addr() else { return };
     let address = match fault {
-        Fault::Nothing => (peer.ip().to_string(), peer.port()),
+        Fault::Nothing | Fault::IgnoresProxy => (peer.ip().to_string(), peer.port()),
         _ => ("192.0.2.1".to_owned(), 1),
     };
     let mut buffer = String::new();
     let mut authenticated = false;
     let mut chunk = [0u8; 4096];
+    if fault == Fault::IgnoresProxy {
+        let mut parser = HeaderParser::default();
+        loop {
+            let n = match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            match parser.feed(&chunk[..n]) {
+                Ok(Progress::NeedMore) => {}
+                Ok(Progress::Done { consumed, .. }) => {
+                    buffer.push_str(&String::from_utf8_lossy(&chunk[consumed..n]));
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+    }
     loop {
+        while let Some((reply, used)) = answer(&buffer, &mut authenticated, fault, &address) {
+            buffer.drain(..used);
+            if stream.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        }
         let n = match stream.read(&mut chunk) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
@@ -53,12 +80,6 @@ fn serve(mut stream: TcpStream, fault: Fault) {
             continue;
         }
         buffer.push_str(&String::from_utf8_lossy(&chunk[..n]));
-        while let Some((reply, used)) = answer(&buffer, &mut authenticated, fault, &address) {
-            buffer.drain(..used);
-            if stream.write_all(reply.as_bytes()).is_err() {
-                return;
-            }
-        }
     }
 }
 
@@ -195,6 +216,48 @@ fn wrong_sic_answers_are_counted_and_fail_the_run() {
 }
 
 #[test]
+fn a_server_that_reports_the_socket_instead_of_the_proxy_source_fails() {
+    let port = fake_server(Fault::IgnoresProxy);
+    for version in ["v1", "v2"] {
+        let mut args = plain_args(port, "2s");
+        args.extend(
+            [
+                "--proxy",
+                version,
+                "--proxy-sources",
+                "203.0.113.0/24",
+                "--mix",
+                "sic1-address=1,ping=1",
+            ]
+            .map(String::from),
+        );
+        let result = run(&args);
+        assert_eq!(result.status.code(), Some(1), "stderr:\n{}", result.stderr);
+        let json = result.json();
+        assert_eq!(json["sessions"]["established"], 3, "{json:#}");
+        assert_eq!(json["latency_us"]["proxy"]["count"], 3, "{json:#}");
+        // Every SIC answer names 127.0.0.1: wrong. Pings pass.
+        let wrong = json["errors"]["by_kind"]["wrong-reply"]
+            .as_u64()
+            .unwrap_or(0);
+        let due = json["requests"]["due"].as_u64().unwrap_or(0);
+        assert_eq!(wrong, due / 2, "{json:#}");
+        assert_eq!(
+            json["requests"]["ok"].as_u64(),
+            Some(due - wrong),
+            "{json:#}"
+        );
+        let example = json["errors"]["examples"]["wrong-reply"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            example.contains("reported IP 127.0.0.1, but ours is 203.0.113."),
+            "{example}"
+        );
+    }
+}
+
+#[test]
 fn an_error_threshold_lets_a_partly_wrong_run_pass() {
     let port = fake_server(Fault::WrongAddress);
     let mut args = plain_args(port, "2s");
@@ -217,9 +280,12 @@ fn a_wrong_password_is_reported_clearly() {
     let json = result.json();
     assert_eq!(json["sessions"]["established"], 0);
     assert_eq!(json["errors"]["by_kind"]["auth"], 3);
+    // Whichever of the three sessions failed first names its account.
     let failure = json["failure"].as_str().unwrap_or_default();
     assert!(
-        failure.contains("authentication failed for user1@localhost with PLAIN: not-authorized"),
+        (1..=3).any(|n| failure.contains(&format!(
+            "authentication failed for user{n}@localhost with PLAIN: not-authorized"
+        ))),
         "{failure}"
     );
 }

@@ -1,5 +1,6 @@
 //! Loadgen against the real xmpp-edge on loopback: every request kind, STARTTLS and
-//! direct TLS, SCRAM with and without channel binding, PLAIN; zero errors expected.
+//! direct TLS, SCRAM with and without channel binding, PLAIN, PROXY headers v1 and v2 on
+//! PROXY-required listeners; zero errors expected.
 //!
 //! Needs `target/<profile>/xmpp-edge`, which `cargo build --workspace --bins` builds (the
 //! test suite runs that first): a binary of another package cannot be a dependency here.
@@ -29,6 +30,9 @@ struct Edge {
     _process: KillOnDrop,
     starttls: u16,
     direct: u16,
+    /// Listeners that require a PROXY header (loopback is a trusted balancer by default).
+    proxy_starttls: u16,
+    proxy_direct: u16,
     dir: tempfile::TempDir,
 }
 
@@ -36,6 +40,7 @@ fn start_edge(accounts: u32) -> Edge {
     let binary = edge_binary();
     let dir = tempfile::tempdir().expect("temp dir");
     let (starttls, direct) = (free_port(), free_port());
+    let (proxy_starttls, proxy_direct) = (free_port(), free_port());
     let config = dir.path().join("edge.toml");
     std::fs::write(
         &config,
@@ -43,6 +48,11 @@ fn start_edge(accounts: u32) -> Edge {
             "domains = [\"localhost\"]\nusers_file = \"users.toml\"\n\
              [[listeners]]\nkind = \"starttls\"\naddress = \"127.0.0.1:{starttls}\"\n\
              [[listeners]]\nkind = \"direct_tls\"\naddress = \"127.0.0.1:{direct}\"\n\
+             [[listeners]]\nkind = \"starttls\"\naddress = \"127.0.0.1:{proxy_starttls}\"\n\
+             proxy_protocol = \"required\"\n\
+             [[listeners]]\nkind = \"direct_tls\"\naddress = \"127.0.0.1:{proxy_direct}\"\n\
+             proxy_protocol = \"required\"\n\
+             [admin]\nenabled = false\n\
              [limits]\nmax_connections_per_ip = 1000\nstanza_rate = 1000.0\nstanza_burst = 1000\n\
              [log]\nfilter = \"warn\"\n"
         ),
@@ -81,7 +91,7 @@ fn start_edge(accounts: u32) -> Edge {
         .expect("xmpp-edge starts");
     let process = KillOnDrop(process);
     let deadline = Instant::now() + Duration::from_secs(20);
-    for port in [starttls, direct] {
+    for port in [starttls, direct, proxy_starttls, proxy_direct] {
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             let log = std::fs::read_to_string(dir.path().join("edge.log")).unwrap_or_default();
             assert!(
@@ -96,6 +106,8 @@ fn start_edge(accounts: u32) -> Edge {
         _process: process,
         starttls,
         direct,
+        proxy_starttls,
+        proxy_direct,
         dir,
     }
 }
@@ -250,4 +262,64 @@ fn every_request_kind_over_starttls_and_direct_tls() {
     ]);
     let json = assert_clean(&run, &edge, 2);
     assert_eq!(json["requests"]["due"], 0);
+}
+
+#[test]
+fn proxy_headers_v1_and_v2_with_synthetic_sources() {
+    let edge = start_edge(8);
+    // v1 over STARTTLS, v2 before the direct TLS ClientHello; both address families.
+    for (version, tls, port) in [
+        ("v1", "starttls", edge.proxy_starttls),
+        ("v2", "direct", edge.proxy_direct),
+    ] {
+        let port = port.to_string();
+        let run = edge.loadgen(&[
+            "--proxy",
+            version,
+            "--proxy-sources",
+            "198.51.100.0/24,2001:db8::/64",
+            "--proxy-ports",
+            "20000-20002",
+            "--tls",
+            tls,
+            "--port",
+            &port,
+            "--sessions",
+            "8",
+            "--threads",
+            "2",
+            "--rate",
+            "60",
+            "--duration",
+            "1s",
+            "--mix",
+            "sic0-ip=1,sic0-address=1,sic1-address=1,ping=1",
+        ]);
+        // Zero errors: every SIC answer carried the header's address and port.
+        let json = assert_clean(&run, &edge, 8);
+        assert_eq!(json["latency_us"]["proxy"]["count"], 8, "{json:#}");
+        let sic = ["sic0-ip", "sic0-address", "sic1-address"]
+            .iter()
+            .map(|m| json["latency_us"][m]["count"].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        assert!(sic >= 40, "{json:#}");
+        let described = json["target"]["proxy"].as_str().unwrap_or_default();
+        assert!(described.starts_with(version), "{json:#}");
+    }
+    // Without --proxy, the PROXY listener closes the connection at loadgen's first byte.
+    let run = edge.loadgen(&[
+        "--port",
+        &edge.proxy_starttls.to_string(),
+        "--sessions",
+        "1",
+        "--rate",
+        "0",
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    assert_eq!(
+        run.json()["errors"]["by_kind"]["stream"],
+        1,
+        "{}",
+        run.stdout
+    );
 }

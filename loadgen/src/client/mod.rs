@@ -22,6 +22,7 @@ use stanza::{Limits, Token, Tokenizer};
 
 use crate::accounts::Accounts;
 use crate::histo::{ErrorKind, Metric, Recorder};
+use crate::proxy::ProxyPlan;
 use crate::schedule::Nanos;
 use reader::{IqType, Reader, Top, ns};
 use request::Wrong;
@@ -47,6 +48,8 @@ pub struct Profile {
     pub timeout: Nanos,
     /// Most requests in flight on one session.
     pub pipeline: usize,
+    /// Play the load balancer: start every connection with a PROXY header.
+    pub proxy: Option<ProxyPlan>,
     header: Vec<u8>,
     /// ` to='domain'`, ready to splice into requests.
     to_domain: String,
@@ -73,6 +76,7 @@ impl Profile {
             mechanism,
             timeout,
             pipeline: pipeline.max(1),
+            proxy: None,
             header,
             to_domain,
         }
@@ -94,6 +98,7 @@ pub struct Ctx<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Connecting,
+    Proxy,
     TlsHandshake,
     StreamHeader,
     Features,
@@ -110,6 +115,7 @@ impl State {
     fn waiting_for(self) -> &'static str {
         match self {
             State::Connecting => "the TCP connection",
+            State::Proxy => "the PROXY header to be sent",
             State::TlsHandshake => "the TLS handshake",
             State::StreamHeader => "the server's stream header",
             State::Features => "stream features",
@@ -221,11 +227,34 @@ impl Client {
         }
     }
 
-    /// The TCP connection is up; `local` is its address as this side sees it.
+    /// The TCP connection is up; `local` is its address as this side sees it. With
+    /// `--proxy` the state is then [`State::Proxy`]: send the header, then call
+    /// [`Client::proxy_sent`].
     pub fn connected(&mut self, ctx: &mut Ctx<'_>, local: SocketAddr) -> Action {
         ctx.rec.record(Metric::Connect, ctx.now - self.stage_start);
-        self.local = Some(local);
         self.begin_stage(ctx);
+        match &ctx.profile.proxy {
+            Some(proxy) => {
+                // The server must now report the header's address, not the socket's.
+                self.local = Some(proxy.write(self.session, ctx.out));
+                self.state = State::Proxy;
+                Action::Continue
+            }
+            None => {
+                self.local = Some(local);
+                self.start_stream(ctx)
+            }
+        }
+    }
+
+    /// The PROXY header is with the kernel: its phase ends, TLS or the stream begins.
+    pub fn proxy_sent(&mut self, ctx: &mut Ctx<'_>) -> Action {
+        ctx.rec.record(Metric::Proxy, ctx.now - self.stage_start);
+        self.begin_stage(ctx);
+        self.start_stream(ctx)
+    }
+
+    fn start_stream(&mut self, ctx: &mut Ctx<'_>) -> Action {
         if ctx.profile.tls == TlsMode::Direct {
             self.state = State::TlsHandshake;
             Action::StartTls

@@ -510,3 +510,55 @@ fn legacy_session_is_established_when_required() {
     h.feed("<iq type='result' id='0'/>").unwrap();
     assert!(h.client.is_ready());
 }
+
+#[test]
+fn proxy_header_comes_first_and_sic_must_report_its_source() {
+    use crate::proxy::{ProxyPlan, Sources, Version};
+    for tls in [TlsMode::None, TlsMode::Direct] {
+        let mut h = Harness::new(tls, Mechanism::Plain, 1);
+        h.profile.proxy = Some(ProxyPlan {
+            version: Version::V1,
+            sources: Sources::parse("198.51.100.9", "4000").unwrap(),
+            destination: "127.0.0.1:5222".parse().unwrap(),
+        });
+        assert_eq!(h.connect(), Action::Continue);
+        assert_eq!(h.client.state(), State::Proxy);
+        assert_eq!(h.sent(), "PROXY TCP4 198.51.100.9 127.0.0.1 4000 5222\r\n");
+        h.now += 2000;
+        let (client, mut ctx) = h.ctx();
+        let action = client.proxy_sent(&mut ctx);
+        let proxy = h.sample().histos.get(Metric::Proxy).clone();
+        assert_eq!(proxy.len(), 1);
+        assert!(proxy.equivalent(proxy.max(), 2000));
+        if tls == TlsMode::Direct {
+            // The ClientHello follows the header: nothing of the stream yet.
+            assert_eq!(action, Action::StartTls);
+            assert_eq!(h.client.state(), State::TlsHandshake);
+            assert_eq!(h.sent(), "");
+            continue;
+        }
+        assert_eq!(action, Action::Continue);
+        assert!(h.sent().starts_with("<?xml"));
+        h.feed(HEADER).unwrap();
+        h.feed(&mechanisms(&["PLAIN"])).unwrap();
+        h.sent();
+        h.feed("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+            .unwrap();
+        h.bind();
+        h.send(RequestKind::Sic1Address, h.now);
+        // The socket's own address (h.local) is now the wrong answer.
+        h.feed(
+            "<iq type='result' id='1'><address xmlns='urn:xmpp:sic:1'><ip>198.51.100.9</ip><port>4000</port></address></iq>",
+        )
+        .unwrap();
+        h.send(RequestKind::Sic1Address, h.now);
+        h.feed(
+            "<iq type='result' id='2'><address xmlns='urn:xmpp:sic:1'><ip>127.0.0.7</ip><port>40001</port></address></iq>",
+        )
+        .unwrap();
+        let sample = h.sample();
+        assert_eq!(sample.counters.replies_ok, 1);
+        assert_eq!(sample.counters.error(ErrorKind::WrongReply), 1);
+        assert!(sample.examples[0].1.contains("ours is 198.51.100.9"));
+    }
+}
