@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, UnbufferedClientConnection};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -85,13 +85,21 @@ impl TlsSetup {
         })
     }
 
-    /// A client connection starting its handshake.
+    /// A buffered client connection starting its handshake. It keeps a 4 KB receive buffer
+    /// for its whole life, so it is only for sessions that need [`exporter`].
     pub fn connect(&self) -> Result<ClientConnection, rustls::Error> {
         ClientConnection::new(self.config.clone(), self.server_name.clone())
     }
+
+    /// An unbuffered client connection starting its handshake: the caller owns the
+    /// ciphertext buffers, so an idle session keeps only keys and protocol state.
+    pub fn connect_unbuffered(&self) -> Result<UnbufferedClientConnection, rustls::Error> {
+        UnbufferedClientConnection::new(self.config.clone(), self.server_name.clone())
+    }
 }
 
-/// RFC 9266 tls-exporter channel binding data; only defined for TLS 1.3.
+/// RFC 9266 tls-exporter channel binding data; only defined for TLS 1.3. rustls 0.23 offers
+/// exporters on buffered connections only.
 pub fn exporter(connection: &ClientConnection) -> Option<[u8; 32]> {
     if connection.protocol_version() != Some(ProtocolVersion::TLSv1_3) {
         return None;

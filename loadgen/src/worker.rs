@@ -17,6 +17,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use rustls::ClientConnection;
+use rustls::client::UnbufferedClientConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
 use session::sasl::SaltedPasswordCache;
 
 use crate::accounts::Accounts;
@@ -31,8 +33,12 @@ const WAKER: Token = Token(usize::MAX);
 const TIMER: Token = Token(usize::MAX - 1);
 /// Per-thread receive buffer; larger than any stanza the tokenizer accepts.
 const SCRATCH_BYTES: usize = 128 * 1024;
-/// Per-thread TLS read buffer: one full TLS record and then some.
-const CIPHER_BYTES: usize = 32 * 1024;
+/// Per-thread TLS read buffer. rustls's unbuffered API needs a whole handshake message in
+/// one buffer, and rustls accepts handshake messages up to 64 KB: that, plus the record
+/// framing of the 5 records it can span.
+const CIPHER_BYTES: usize = 64 * 1024 + 5 * 512;
+/// Initial size of the per-thread TLS output buffer: the client's largest flight.
+const TLS_OUT_BYTES: usize = 16 * 1024;
 /// Timeout resolution: timeouts are seconds long, so 10 ms late is immaterial.
 const WHEEL_TICK: Nanos = 10_000_000;
 /// The phase number of samples taken while no phase runs (hold, closing).
@@ -125,6 +131,8 @@ struct Shared {
     scratch: Box<[u8]>,
     /// Ciphertext just read, on its way into rustls.
     cipher: Box<[u8]>,
+    /// TLS records rustls's unbuffered API encoded, on their way to the socket.
+    tls_out: Vec<u8>,
 }
 
 impl Shared {
@@ -149,16 +157,44 @@ enum Outcome {
     Closed,
 }
 
+/// A session's TLS connection.
+enum Tls {
+    /// rustls's buffered connection, which keeps a 4 KB receive buffer (and more) for its
+    /// whole life; only for the -PLUS mechanisms, because rustls 0.23 offers the TLS
+    /// exporter they bind to on buffered connections only.
+    Buffered(Box<ClientConnection>),
+    /// rustls's unbuffered API on the thread's buffers: an idle session keeps only keys and
+    /// protocol state, no buffers (a third of the memory of a buffered one).
+    Unbuffered(Box<UnbufferedClientConnection>),
+}
+
+/// Where an unbuffered TLS connection stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsEvent {
+    /// It needs more ciphertext; all output is encrypted and with the socket (or `tx`).
+    NeedInput,
+    /// The handshake just finished.
+    Established,
+    /// Decrypted bytes were appended to the thread's scratch buffer; `full` when a record
+    /// did not fit and waits for the buffer to be drained.
+    Plaintext { full: bool },
+    /// The server sent close_notify.
+    PeerClosed,
+}
+
 /// One session's socket, TLS state and protocol state. While idle it holds no buffers.
 struct Conn {
     sock: TcpStream,
-    tls: Option<Box<ClientConnection>>,
+    tls: Option<Tls>,
     handshaking: bool,
     client: Client,
     /// The start of a stanza that has not fully arrived.
     rx: Vec<u8>,
-    /// Plaintext the socket did not take yet (without TLS, or a PROXY header before it;
-    /// rustls buffers its own records).
+    /// The start of a TLS record that has not fully arrived (unbuffered TLS only), exactly
+    /// as rustls left it: it may have decrypted parts of it in place.
+    rx_tls: Vec<u8>,
+    /// Bytes the socket did not take yet: plaintext without TLS or a PROXY header before
+    /// it, TLS records with unbuffered TLS (the buffered connection keeps its own).
     tx: Vec<u8>,
     /// Deadline of this session's entry in the timer wheel; 0 when it has none.
     timer_at: Nanos,
@@ -190,7 +226,7 @@ impl Conn {
                 self.send_out(sh)?;
             }
             if action == Action::StartTls {
-                self.start_tls(plan)?;
+                self.start_tls(plan, sh)?;
             }
         }
         if writable {
@@ -203,15 +239,22 @@ impl Conn {
         }
     }
 
-    fn start_tls(&mut self, plan: &Plan) -> Result<(), Failure> {
+    fn start_tls(&mut self, plan: &Plan, sh: &mut Shared) -> Result<(), Failure> {
         let setup = plan.tls.as_ref().ok_or_else(|| Failure {
             kind: ErrorKind::Tls,
             detail: "TLS is off (--tls none) but was needed".into(),
         })?;
-        let tls = setup.connect().map_err(tls_failure)?;
-        self.tls = Some(Box::new(tls));
         self.handshaking = true;
-        self.flush()
+        if plan.profile.mechanism.is_plus() {
+            let tls = setup.connect().map_err(tls_failure)?;
+            self.tls = Some(Tls::Buffered(Box::new(tls)));
+            self.flush()
+        } else {
+            let tls = setup.connect_unbuffered().map_err(tls_failure)?;
+            self.tls = Some(Tls::Unbuffered(Box::new(tls)));
+            // The ClientHello.
+            self.send_out(sh)
+        }
     }
 
     /// Reads everything available and feeds it to the client.
@@ -238,8 +281,10 @@ impl Conn {
         filled: &mut usize,
     ) -> Result<Outcome, Failure> {
         loop {
-            if self.tls.is_some() {
-                return self.read_tls(plan, sh, clock, filled);
+            match self.tls {
+                Some(Tls::Buffered(_)) => return self.read_tls(plan, sh, clock, filled),
+                Some(Tls::Unbuffered(_)) => return self.read_unbuffered(plan, sh, clock, filled),
+                None => {}
             }
             let space = sh.scratch.len() - *filled;
             if space == 0 {
@@ -286,7 +331,7 @@ impl Conn {
             };
             let mut offset = 0;
             while offset < n {
-                let Some(tls) = self.tls.as_mut() else {
+                let Some(Tls::Buffered(tls)) = self.tls.as_mut() else {
                     return Ok(Outcome::Open);
                 };
                 let mut input = &sh.cipher[offset..n];
@@ -328,6 +373,243 @@ impl Conn {
         }
     }
 
+    /// Reads ciphertext after what is left of the last read into the thread's buffer, runs
+    /// rustls over it and feeds the plaintext to the client. What rustls could not use yet
+    /// (the start of a record) goes back to `rx_tls`; a short read means the socket is
+    /// drained.
+    fn read_unbuffered(
+        &mut self,
+        plan: &Plan,
+        sh: &mut Shared,
+        clock: Clock,
+        filled: &mut usize,
+    ) -> Result<Outcome, Failure> {
+        let mut used = self.rx_tls.len();
+        sh.cipher[..used].copy_from_slice(&self.rx_tls);
+        self.rx_tls.clear();
+        let result = self.read_records(plan, sh, clock, filled, &mut used);
+        // Output left over belongs to a session that ended (or could not send it).
+        sh.out.clear();
+        if used == 0 {
+            if self.rx_tls.capacity() > 0 {
+                self.rx_tls = Vec::new();
+            }
+        } else {
+            self.rx_tls.extend_from_slice(&sh.cipher[..used]);
+        }
+        result
+    }
+
+    /// The loop of [`Conn::read_unbuffered`]; `cipher[..used]` is the unprocessed input.
+    fn read_records(
+        &mut self,
+        plan: &Plan,
+        sh: &mut Shared,
+        clock: Clock,
+        filled: &mut usize,
+        used: &mut usize,
+    ) -> Result<Outcome, Failure> {
+        loop {
+            let space = sh.cipher.len() - *used;
+            if space == 0 {
+                return Err(tls_failure("TLS message larger than the receive buffer"));
+            }
+            let n = match self.sock.read(&mut sh.cipher[*used..]) {
+                Ok(0) => return self.eof("closed by the server"),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Outcome::Open),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.client.peer_closed(&format!("failed ({e})"))),
+            };
+            *used += n;
+            let mut offset = 0;
+            let result = self.run_records(plan, sh, clock, filled, &mut offset, *used);
+            sh.cipher.copy_within(offset..*used, 0);
+            *used -= offset;
+            if result? == Outcome::Closed {
+                return Ok(Outcome::Closed);
+            }
+            if n < space {
+                return Ok(Outcome::Open);
+            }
+        }
+    }
+
+    /// Runs rustls over `cipher[*offset..used]` until it needs more input, handing the
+    /// handshake's end and the plaintext to the client; `offset` advances past the bytes
+    /// rustls is done with.
+    fn run_records(
+        &mut self,
+        plan: &Plan,
+        sh: &mut Shared,
+        clock: Clock,
+        filled: &mut usize,
+        offset: &mut usize,
+        used: usize,
+    ) -> Result<Outcome, Failure> {
+        loop {
+            let start = *filled;
+            match self.tls_step(sh, offset, used, filled, false)? {
+                TlsEvent::NeedInput => return Ok(Outcome::Open),
+                TlsEvent::Established => {
+                    let (mut ctx, _) = sh.split(plan, clock.now());
+                    // Its stream header is encrypted by the next step.
+                    self.client.tls_established(&mut ctx, None);
+                }
+                TlsEvent::Plaintext { full } => {
+                    // What the client left of the last delivery and the next record do
+                    // not fit together.
+                    if full && *filled == start {
+                        return Err(Failure {
+                            kind: ErrorKind::Protocol,
+                            detail: "oversized element from the server".into(),
+                        });
+                    }
+                    if *filled > start && self.deliver(plan, sh, clock, filled)? == Outcome::Closed
+                    {
+                        return Ok(Outcome::Closed);
+                    }
+                }
+                TlsEvent::PeerClosed => return self.eof("closed by the server"),
+            }
+        }
+    }
+
+    /// Drives the unbuffered connection over `cipher[*offset..used]` until something needs
+    /// the caller: encodes and sends handshake records, encrypts and sends the client's
+    /// output (`sh.out`) and, with `close_notify`, a close_notify once application data may
+    /// flow. Decrypted records go to `scratch[filled..]`.
+    fn tls_step(
+        &mut self,
+        sh: &mut Shared,
+        offset: &mut usize,
+        used: usize,
+        filled: &mut usize,
+        close_notify: bool,
+    ) -> Result<TlsEvent, Failure> {
+        loop {
+            let Some(Tls::Unbuffered(tls)) = self.tls.as_mut() else {
+                return Ok(TlsEvent::NeedInput);
+            };
+            if self.handshaking && !tls.is_handshaking() {
+                self.handshaking = false;
+                return Ok(TlsEvent::Established);
+            }
+            let status = tls.process_tls_records(&mut sh.cipher[*offset..used]);
+            let mut discard = status.discard;
+            let state = match status.state {
+                Ok(state) => state,
+                Err(e) => {
+                    *offset += discard;
+                    // Tell the server why (rustls queued an alert), then give up.
+                    self.send_alert(sh, *offset, used);
+                    return Err(tls_failure(e));
+                }
+            };
+            let event = match state {
+                ConnectionState::ReadTraffic(mut records) => {
+                    let end = &mut *filled;
+                    let mut full = false;
+                    while let Some(len) = records.peek_len() {
+                        let len = len.get();
+                        if len > sh.scratch.len() - *end {
+                            full = true;
+                            break;
+                        }
+                        match records.next_record() {
+                            Some(Ok(record)) => {
+                                sh.scratch[*end..*end + len].copy_from_slice(record.payload);
+                                *end += len;
+                                discard += record.discard;
+                            }
+                            Some(Err(e)) => return Err(tls_failure(e)),
+                            None => break,
+                        }
+                    }
+                    Some(TlsEvent::Plaintext { full })
+                }
+                ConnectionState::EncodeTlsData(mut encoder) => {
+                    append_records(&mut sh.tls_out, 4096, |buf| match encoder.encode(buf) {
+                        Ok(n) => Ok(n),
+                        Err(EncodeError::InsufficientSize(e)) => Err(Some(e.required_size)),
+                        Err(EncodeError::AlreadyEncoded) => Err(None),
+                    })
+                    .map_err(|()| tls_failure("cannot encode a handshake record"))?;
+                    None
+                }
+                ConnectionState::TransmitTlsData(transmit) => {
+                    let sent = write_wire(&mut self.sock, &mut self.tx, &sh.tls_out);
+                    sh.tls_out.clear();
+                    transmit.done();
+                    sent.map_err(|e| self.client.peer_closed(&format!("failed ({e})")))?;
+                    None
+                }
+                ConnectionState::WriteTraffic(mut traffic) => {
+                    if !sh.out.is_empty() {
+                        // Headroom for the record framing of each 16 KB fragment.
+                        let hint = sh.out.len() + (sh.out.len() / 16384 + 1) * 64;
+                        append_records(&mut sh.tls_out, hint, |buf| {
+                            match traffic.encrypt(&sh.out, buf) {
+                                Ok(n) => Ok(n),
+                                Err(EncryptError::InsufficientSize(e)) => {
+                                    Err(Some(e.required_size))
+                                }
+                                Err(_) => Err(None),
+                            }
+                        })
+                        .map_err(|()| tls_failure("cannot encrypt"))?;
+                        sh.out.clear();
+                    }
+                    if close_notify {
+                        append_records(&mut sh.tls_out, 64, |buf| {
+                            match traffic.queue_close_notify(buf) {
+                                Ok(n) => Ok(n),
+                                Err(EncryptError::InsufficientSize(e)) => {
+                                    Err(Some(e.required_size))
+                                }
+                                Err(_) => Err(None),
+                            }
+                        })
+                        .map_err(|()| tls_failure("cannot encrypt close_notify"))?;
+                    }
+                    let sent = write_wire(&mut self.sock, &mut self.tx, &sh.tls_out);
+                    sh.tls_out.clear();
+                    sent.map_err(|e| self.client.peer_closed(&format!("failed ({e})")))?;
+                    Some(TlsEvent::NeedInput)
+                }
+                ConnectionState::BlockedHandshake => Some(TlsEvent::NeedInput),
+                ConnectionState::PeerClosed | ConnectionState::Closed => Some(TlsEvent::PeerClosed),
+                // Early data is for servers; nothing else exists in rustls 0.23.
+                _ => Some(TlsEvent::NeedInput),
+            };
+            *offset += discard;
+            if let Some(event) = event {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// Sends the alert rustls queued when it failed, as far as the socket takes it. rustls
+    /// hands it over first thing; it is sent without asking rustls again, which would
+    /// process the failed input once more.
+    fn send_alert(&mut self, sh: &mut Shared, offset: usize, used: usize) {
+        let Some(Tls::Unbuffered(tls)) = self.tls.as_mut() else {
+            return;
+        };
+        let status = tls.process_tls_records(&mut sh.cipher[offset..used]);
+        if let Ok(ConnectionState::EncodeTlsData(mut encoder)) = status.state {
+            sh.tls_out.clear();
+            if append_records(&mut sh.tls_out, 64, |buf| {
+                encoder.encode(buf).map_err(|_| None)
+            })
+            .is_ok()
+            {
+                let _ = write_wire(&mut self.sock, &mut self.tx, &sh.tls_out);
+            }
+            sh.tls_out.clear();
+        }
+    }
+
     /// Moves `plaintext` decrypted bytes into the receive buffer and on to the client.
     fn deliver_tls(
         &mut self,
@@ -338,7 +620,7 @@ impl Conn {
         mut plaintext: usize,
     ) -> Result<Outcome, Failure> {
         while plaintext > 0 {
-            let Some(tls) = self.tls.as_mut() else {
+            let Some(Tls::Buffered(tls)) = self.tls.as_mut() else {
                 break;
             };
             let n = match tls.reader().read(&mut sh.scratch[*filled..]) {
@@ -370,12 +652,16 @@ impl Conn {
         let (consumed, action) = self.client.receive(&mut ctx, &scratch[..*filled])?;
         scratch.copy_within(consumed..*filled, 0);
         *filled -= consumed;
-        self.send_out(sh)?;
+        // Unbuffered TLS encrypts the output once rustls is done with the records at hand
+        // (in the step that gave these bytes); it cannot start another step in between.
+        if !matches!(self.tls, Some(Tls::Unbuffered(_))) {
+            self.send_out(sh)?;
+        }
         match action {
             Action::Continue => Ok(Outcome::Open),
             Action::StartTls => {
                 *filled = 0;
-                self.start_tls(plan)?;
+                self.start_tls(plan, sh)?;
                 Ok(Outcome::Open)
             }
             Action::Close => Ok(Outcome::Closed),
@@ -392,14 +678,18 @@ impl Conn {
 
     /// Sends what the client wrote into the shared output buffer.
     fn send_out(&mut self, sh: &mut Shared) -> Result<(), Failure> {
+        if matches!(self.tls, Some(Tls::Unbuffered(_))) {
+            return self.send_unbuffered(sh, false);
+        }
         if sh.out.is_empty() {
             return Ok(());
         }
         let result = match self.tls.as_mut() {
-            Some(tls) => match tls.writer().write_all(&sh.out) {
+            Some(Tls::Buffered(tls)) => match tls.writer().write_all(&sh.out) {
                 Ok(()) => self.flush(),
                 Err(e) => Err(tls_failure(e)),
             },
+            Some(Tls::Unbuffered(_)) => Ok(()),
             None if self.tx.is_empty() => {
                 let written = self.write_plain(&sh.out)?;
                 self.tx.extend_from_slice(&sh.out[written..]);
@@ -412,6 +702,46 @@ impl Conn {
         };
         sh.out.clear();
         result
+    }
+
+    /// Between reads: runs the unbuffered connection over what is left of the last read
+    /// (the start of a record at most, so no plaintext comes out), which encodes pending
+    /// handshake records, or encrypts `sh.out` (and a close_notify with `close_notify`)
+    /// once the handshake is done. Only a close produces output during a handshake, and it
+    /// is dropped: the server could not read it before the handshake anyway.
+    fn send_unbuffered(&mut self, sh: &mut Shared, close_notify: bool) -> Result<(), Failure> {
+        let used = self.rx_tls.len();
+        sh.cipher[..used].copy_from_slice(&self.rx_tls);
+        let mut offset = 0;
+        let mut filled = 0;
+        let result = self.tls_step(sh, &mut offset, used, &mut filled, close_notify);
+        sh.out.clear();
+        // rustls may have changed the bytes it keeps (decrypting in place): keep them as
+        // they are now.
+        if used > 0 {
+            self.rx_tls.clear();
+            self.rx_tls.extend_from_slice(&sh.cipher[offset..used]);
+        }
+        match result? {
+            TlsEvent::NeedInput => Ok(()),
+            TlsEvent::PeerClosed => Err(self.client.peer_closed("closed TLS")),
+            event => Err(tls_failure(format!("unexpected {event:?} between reads"))),
+        }
+    }
+
+    /// Ends TLS after the stream: close_notify behind the client's last output.
+    fn send_closing(&mut self, sh: &mut Shared) -> Result<(), Failure> {
+        match self.tls.as_mut() {
+            Some(Tls::Unbuffered(_)) => self.send_unbuffered(sh, true),
+            Some(Tls::Buffered(_)) => {
+                let sent = self.send_out(sh);
+                if let Some(Tls::Buffered(tls)) = self.tls.as_mut() {
+                    tls.send_close_notify();
+                }
+                sent.and_then(|()| self.flush())
+            }
+            None => self.send_out(sh).and_then(|()| self.flush()),
+        }
     }
 
     /// Writes as much of `data` as the socket takes.
@@ -441,7 +771,7 @@ impl Conn {
                 return Ok(());
             }
         }
-        if let Some(tls) = self.tls.as_mut() {
+        if let Some(Tls::Buffered(tls)) = self.tls.as_mut() {
             while tls.wants_write() {
                 match tls.write_tls(&mut self.sock) {
                     Ok(_) => {}
@@ -452,6 +782,51 @@ impl Conn {
             }
         }
         Ok(())
+    }
+}
+
+/// Sends `data` after whatever `tx` still holds, keeping in `tx` what the socket refuses.
+fn write_wire(sock: &mut TcpStream, tx: &mut Vec<u8>, data: &[u8]) -> io::Result<()> {
+    if !tx.is_empty() {
+        tx.extend_from_slice(data);
+        return Ok(());
+    }
+    let mut written = 0;
+    while written < data.len() {
+        match sock.write(&data[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    tx.extend_from_slice(&data[written..]);
+    Ok(())
+}
+
+/// Appends what `encode` writes to `out`, growing the room it gets from `hint` to what it
+/// says it needs (`Err(Some(size))`); `Err(None)` is a failure.
+fn append_records(
+    out: &mut Vec<u8>,
+    hint: usize,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
+) -> Result<(), ()> {
+    let start = out.len();
+    let mut room = hint;
+    loop {
+        out.resize(start + room, 0);
+        match encode(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(Some(needed)) if needed > room => room = needed,
+            Err(_) => {
+                out.truncate(start);
+                return Err(());
+            }
+        }
     }
 }
 
@@ -668,6 +1043,7 @@ impl Worker {
                 out: Vec::with_capacity(4096),
                 scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
                 cipher: vec![0; CIPHER_BYTES].into_boxed_slice(),
+                tls_out: Vec::with_capacity(TLS_OUT_BYTES),
             },
             wheel: Wheel::new(plan.profile.timeout, now),
             expired: Vec::new(),
@@ -897,6 +1273,7 @@ impl Worker {
             handshaking: false,
             client,
             rx: Vec::new(),
+            rx_tls: Vec::new(),
             tx: Vec::new(),
             timer_at: 0,
             queued: false,
@@ -1113,11 +1490,7 @@ impl Worker {
             let (mut ctx, _) = self.sh.split(&plan, now);
             conn.client.close(&mut ctx);
             // The stream close goes first, TLS close_notify behind it.
-            let sent = conn.send_out(&mut self.sh);
-            if let Some(tls) = conn.tls.as_mut() {
-                tls.send_close_notify();
-            }
-            let result = sent.and_then(|()| conn.flush()).map(|()| Outcome::Open);
+            let result = conn.send_closing(&mut self.sh).map(|()| Outcome::Open);
             self.after(index, generation, state, outstanding, result);
         }
         self.closing = Some(now + plan.profile.timeout.min(MAX_CLOSE_WAIT));

@@ -1,6 +1,6 @@
 //! Loadgen against the real xmpp-edge on loopback: every request kind, STARTTLS and
 //! direct TLS, SCRAM with and without channel binding, PLAIN, PROXY headers v1 and v2 on
-//! PROXY-required listeners; zero errors expected.
+//! PROXY-required listeners, TLS records split across many reads; zero errors expected.
 //!
 //! Needs `target/<profile>/xmpp-edge`, which `cargo build --workspace --bins` builds (the
 //! test suite runs that first): a binary of another package cannot be a dependency here.
@@ -322,4 +322,80 @@ fn proxy_headers_v1_and_v2_with_synthetic_sources() {
         "{}",
         run.stdout
     );
+}
+
+/// Forwards connections to `target`, passing the server's bytes on a few at a time with
+/// pauses, so loadgen sees TLS records (and handshake messages) split across many reads.
+fn dribbling_proxy(target: u16) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            let _ = client.set_nodelay(true);
+            let (Ok(mut client_in), Ok(mut server_out)) = (client.try_clone(), server.try_clone())
+            else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut client_in, &mut server_out);
+            });
+            std::thread::spawn(move || dribble(server, client));
+        }
+    });
+    port
+}
+
+fn dribble(mut from: TcpStream, mut to: TcpStream) {
+    use std::io::{Read as _, Write as _};
+    let mut buffer = [0u8; 4096];
+    loop {
+        let n = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for piece in buffer[..n].chunks(7) {
+            if to.write_all(piece).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+#[test]
+fn tls_records_split_across_many_reads() {
+    let edge = start_edge(4);
+    // Behind PROXY listeners, so SIC answers name loadgen's synthetic sources, not the
+    // relay's address.
+    for (tls, port, proxy) in [
+        ("starttls", edge.proxy_starttls, "v1"),
+        ("direct", edge.proxy_direct, "v2"),
+    ] {
+        let port = dribbling_proxy(port).to_string();
+        let run = edge.loadgen(&[
+            "--tls",
+            tls,
+            "--port",
+            &port,
+            "--proxy",
+            proxy,
+            "--sessions",
+            "4",
+            "--rate",
+            "20",
+            "--duration",
+            "1s",
+            "--sasl",
+            "plain",
+        ]);
+        let json = assert_clean(&run, &edge, 4);
+        assert!(
+            json["requests"]["ok"].as_u64().unwrap_or(0) >= 15,
+            "{json:#}"
+        );
+    }
 }
