@@ -57,8 +57,8 @@ use rxml::error::EndOrError;
 use rxml::{Event as REvent, Parse};
 use stanza::{Limits, Token, Tokenizer};
 
-/// The bytes the `stanza` tokenizer's character-data scan stops at (`memchr3` in
-/// `crates/stanza/src/tokenizer.rs`).
+/// The bytes the `stanza` tokenizer's character-data scan stops at (its 16-byte scan in
+/// `crates/stanza/src/chars.rs`).
 const STOP_BYTES: [u8; 3] = [b'<', b'&', b'>'];
 
 /// What every routine returns: stanzas seen, and a checksum of unescaped lengths that

@@ -92,27 +92,71 @@ fn is_name_char(c: char) -> bool {
         || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
 }
 
-/// Scans an ASCII QName starting at `start` in one pass: its end and colon offset.
-/// `None` for anything out of the ordinary (non-ASCII, a misplaced colon), which the
-/// slower [`skip_name`] and [`qname`] pair then handles and reports.
-#[inline]
+/// Bytes classified per step by [`find`]: one SSE2 or NEON register.
+const LANES: usize = 16;
+
+/// Index of the first byte at or after `i` for which `stop` holds, or `b.len()`.
+///
+/// Sixteen bytes are classified per step into a lane mask (0xFF per stopping byte)
+/// which the compiler turns into vector compares, and the first stopping lane is read
+/// off with one `trailing_zeros`: no byte loop and no call, so it pays even for the
+/// short runs between markup (names, attribute values, words between references). The
+/// last few bytes of the input go one at a time. `stop` must be branch-free arithmetic
+/// on the byte (comparisons joined with `|`, not `||`): a table lookup or a
+/// short-circuit would not vectorize.
+#[inline(always)]
+pub(crate) fn find(b: &[u8], mut i: usize, stop: impl Fn(u8) -> bool) -> usize {
+    while let Some(block) = b
+        .get(i..i + LANES)
+        .and_then(|s| <&[u8; LANES]>::try_from(s).ok())
+    {
+        let mut lanes = [0u8; LANES];
+        for (lane, &c) in lanes.iter_mut().zip(block) {
+            *lane = if stop(c) { 0xFF } else { 0 };
+        }
+        let mask = u128::from_le_bytes(lanes);
+        if mask != 0 {
+            return i + (mask.trailing_zeros() / 8) as usize;
+        }
+        i += LANES;
+    }
+    let rest = b.get(i..).unwrap_or_default();
+    i + rest.iter().position(|&c| stop(c)).unwrap_or(rest.len())
+}
+
+/// First index at or after `i` that is not an ASCII NCName byte (colons excluded). Names
+/// are a few bytes long: a table loop beats setting up [`find`].
+#[inline(always)]
+fn skip_ascii_ncname(b: &[u8], i: usize) -> usize {
+    let rest = b.get(i..).unwrap_or_default();
+    i + rest
+        .iter()
+        .position(|&c| CLASS[usize::from(c)] & ASCII_NAME == 0)
+        .unwrap_or(rest.len())
+}
+
+/// A byte that starts an NCName in the ASCII fast path.
+#[inline(always)]
+pub(crate) fn is_ascii_start(c: u8) -> bool {
+    CLASS[usize::from(c)] & ASCII_START != 0
+}
+
+/// Scans an ASCII QName starting at `start`: its end and colon offset. `None` for
+/// anything out of the ordinary (non-ASCII, a misplaced colon), which the slower
+/// [`skip_name`] and [`qname`] pair then handles and reports.
+#[inline(always)]
 pub(crate) fn fast_qname(b: &[u8], start: usize) -> Option<(usize, Option<usize>)> {
-    let ascii_start = |c: u8| CLASS[usize::from(c)] & ASCII_START != 0;
-    if !ascii_start(*b.get(start)?) {
+    if !is_ascii_start(*b.get(start)?) {
         return None;
     }
-    let mut i = start + 1;
+    let mut i = skip_ascii_ncname(b, start + 1);
     let mut colon = None;
-    while i < b.len() {
-        let c = b[i];
-        if CLASS[usize::from(c)] & ASCII_NAME != 0 {
-            i += 1;
-        } else if c == b':' && colon.is_none() && b.get(i + 1).is_some_and(|&n| ascii_start(n)) {
-            colon = Some(i);
-            i += 2;
-        } else {
-            break;
+    if b.get(i) == Some(&b':') {
+        if !is_ascii_start(*b.get(i + 1)?) {
+            return None;
         }
+        colon = Some(i);
+        i = skip_ascii_ncname(b, i + 2);
     }
     if b.get(i).is_some_and(|&c| is_name(c)) {
         return None;
@@ -170,34 +214,22 @@ fn ncname_chars(name: &[u8]) -> Result<(), Error> {
 
 /// First index at or after `i` where an attribute value quoted by `quote` needs a closer
 /// look: the quote, `<`, `&`, a C0 control (tab, LF and CR included) or 0xEF (which may
-/// start U+FFFE or U+FFFF). Eight bytes at a time are screened as one word (SWAR); the
-/// byte loop then finds the exact place.
+/// start U+FFFE or U+FFFF).
 #[inline]
-pub(crate) fn skip_value(b: &[u8], mut i: usize, quote: u8) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Nonzero exactly when some byte of `x` is zero / below 0x20 (the classic bit tricks;
-    // exact as a yes-or-no answer, which is all that is asked of them).
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    let below_space = |x: u64| x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
-    let (q, lt, amp, ef) = (
-        ONES * u64::from(quote),
-        ONES * u64::from(b'<'),
-        ONES * u64::from(b'&'),
-        ONES * 0xEF,
-    );
-    while let Some(word) = b.get(i..i + 8).and_then(|s| <[u8; 8]>::try_from(s).ok()) {
-        let x = u64::from_ne_bytes(word);
-        if zero(x ^ q) | zero(x ^ lt) | zero(x ^ amp) | zero(x ^ ef) | below_space(x) != 0 {
-            break;
-        }
-        i += 8;
-    }
-    let stop = |c: u8| c == quote || c == b'<' || c == b'&' || c < 0x20 || c == 0xEF;
-    while i < b.len() && !stop(b[i]) {
-        i += 1;
-    }
-    i
+pub(crate) fn skip_value(b: &[u8], i: usize, quote: u8) -> usize {
+    find(b, i, |c| {
+        (c == quote) | (c == b'<') | (c == b'&') | (c < 0x20) | (c == 0xEF)
+    })
+}
+
+/// First index at or after `i` where character data needs a closer look: `<`, `&`, `>`
+/// (which may end `]]>`), a C0 control (tab, LF and CR included) or 0xEF (which may
+/// start U+FFFE or U+FFFF).
+#[inline]
+pub(crate) fn skip_text(b: &[u8], i: usize) -> usize {
+    find(b, i, |c| {
+        (c == b'<') | (c == b'&') | (c == b'>') | (c < 0x20) | (c == 0xEF)
+    })
 }
 
 /// Whether `b[i]` starts U+FFFE or U+FFFF; `None` when the input ends too early to know.
@@ -278,7 +310,7 @@ pub(crate) enum RefStep {
 /// The five predefined entities, recognized whole without the state machine: the
 /// common case in chat text. `rest` starts just after the `&`.
 #[inline]
-fn predefined(rest: &[u8]) -> Option<(usize, char)> {
+pub(crate) fn predefined(rest: &[u8]) -> Option<(usize, char)> {
     match rest.first()? {
         b'l' if rest.starts_with(b"lt;") => Some((3, '<')),
         b'g' if rest.starts_with(b"gt;") => Some((3, '>')),
@@ -289,18 +321,36 @@ fn predefined(rest: &[u8]) -> Option<(usize, char)> {
     }
 }
 
-/// The first of `a`, `b` or `c` in `hay` at or after `from`. Looks at a few bytes
-/// inline first: between references and markup the runs are short, and a vectorized
-/// search costs more to set up than that.
+/// A complete numeric character reference to a character XML allows, read in one
+/// loop; `rest` starts just after the `&`. `None` for anything else (including errors,
+/// which the state machine then reports).
 #[inline]
-pub(crate) fn find3(a: u8, b: u8, c: u8, hay: &[u8], from: usize) -> Option<usize> {
-    const INLINE: usize = 16;
-    let head_end = hay.len().min(from.saturating_add(INLINE));
-    let head = hay.get(from..head_end).unwrap_or_default();
-    if let Some(k) = head.iter().position(|&x| x == a || x == b || x == c) {
-        return Some(from + k);
+fn numeric(rest: &[u8]) -> Option<(usize, char)> {
+    if rest.first() != Some(&b'#') {
+        return None;
     }
-    memchr::memchr3(a, b, c, hay.get(head_end..).unwrap_or_default()).map(|k| head_end + k)
+    let (first, radix) = match rest.get(1) {
+        Some(b'x') => (2, 16),
+        _ => (1, 10),
+    };
+    let mut value: u32 = 0;
+    let mut k = first;
+    loop {
+        let c = *rest.get(k)?;
+        let Some(digit) = char::from(c).to_digit(radix) else {
+            break;
+        };
+        value = value
+            .saturating_mul(radix)
+            .saturating_add(digit)
+            .min(TOO_BIG);
+        k += 1;
+    }
+    if k == first || rest.get(k) != Some(&b';') {
+        return None;
+    }
+    let ch = char::from_u32(value).filter(|&ch| is_xml_char(u32::from(ch)))?;
+    Some((k + 1, ch))
 }
 
 /// Anything above the largest code point; saturating there keeps the value in a `u32`.
@@ -312,6 +362,7 @@ const TOO_BIG: u32 = 0x11_0000;
 pub(crate) fn scan_ref(b: &[u8], mut i: usize, mut st: RefState, max_name: usize) -> RefStep {
     if st == RefState::Amp
         && let Some((len, ch)) = predefined(b.get(i..).unwrap_or_default())
+            .or_else(|| numeric(b.get(i..).unwrap_or_default()))
     {
         return RefStep::Done { end: i + len, ch };
     }

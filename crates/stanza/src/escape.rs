@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use crate::Error;
-use crate::chars::{RefState, RefStep, find3, scan_ref};
+use crate::chars::{RefState, RefStep, find, predefined, scan_ref};
 
 /// Resolve the five predefined entities and numeric character references in `raw` text,
 /// and normalize its line ends (`\r\n` and a lone `\r` become `\n`, XML 1.0 section
@@ -11,8 +11,7 @@ use crate::chars::{RefState, RefStep, find3, scan_ref};
 /// `RestrictedXml` errors; references to characters XML forbids are `NotWellFormed`.
 #[inline]
 pub fn unescape(raw: &str) -> Result<Cow<'_, str>, Error> {
-    let bytes = raw.as_bytes();
-    owned_if_needed(raw, find3(b'&', b'\r', b'\r', bytes, 0), Mode::Text)
+    owned_if_needed(raw, next_special(raw.as_bytes(), 0, Mode::Text), Mode::Text)
 }
 
 /// [`unescape`] for an attribute value: references are resolved and each literal tab,
@@ -56,14 +55,13 @@ fn owned_if_needed(raw: &str, first: Option<usize>, mode: Mode) -> Result<Cow<'_
 /// The next byte at or after `from` that unescaping must replace.
 #[inline]
 fn next_special(b: &[u8], from: usize, mode: Mode) -> Option<usize> {
-    let rest = b.get(from..)?;
     let k = match mode {
-        Mode::Text => return find3(b'&', b'\r', b'\r', b, from),
-        Mode::Attr => rest
-            .iter()
-            .position(|&c| matches!(c, b'&' | b'\t' | b'\n' | b'\r')),
+        Mode::Text => find(b, from, |c| (c == b'&') | (c == b'\r')),
+        Mode::Attr => find(b, from, |c| {
+            (c == b'&') | (c == b'\t') | (c == b'\n') | (c == b'\r')
+        }),
     };
-    k.map(|k| from + k)
+    (k < b.len()).then_some(k)
 }
 
 /// `raw` needs work at `first`: append it to `out` unescaped and normalized.
@@ -71,30 +69,29 @@ fn resolve(raw: &str, first: usize, out: &mut String, mode: Mode) -> Result<(), 
     let bytes = raw.as_bytes();
     let mut done = 0;
     let mut at = first;
-    loop {
+    while let Some(&c) = bytes.get(at) {
         out.push_str(raw.get(done..at).unwrap_or_default());
-        match bytes.get(at) {
-            Some(b'&') => match scan_ref(bytes, at + 1, RefState::Amp, usize::MAX) {
-                RefStep::Done { end, ch } => {
-                    out.push(ch);
-                    done = end;
-                }
-                RefStep::Incomplete(_) => return Err(Error::MalformedReference),
-                RefStep::Invalid(e) => return Err(e),
-            },
-            Some(&c) => {
-                out.push(if mode == Mode::Attr { ' ' } else { '\n' });
-                done = at + 1;
-                if c == b'\r' && bytes.get(done) == Some(&b'\n') {
-                    done += 1;
-                }
+        if c == b'&' {
+            let rest = bytes.get(at + 1..).unwrap_or_default();
+            // The predefined entities inline; everything else through the scanner.
+            let (len, ch) = match predefined(rest) {
+                Some(found) => found,
+                None => match scan_ref(bytes, at + 1, RefState::Amp, usize::MAX) {
+                    RefStep::Done { end, ch } => (end - at - 1, ch),
+                    RefStep::Incomplete(_) => return Err(Error::MalformedReference),
+                    RefStep::Invalid(e) => return Err(e),
+                },
+            };
+            out.push(ch);
+            done = at + 1 + len;
+        } else {
+            out.push(if mode == Mode::Attr { ' ' } else { '\n' });
+            done = at + 1;
+            if c == b'\r' && bytes.get(done) == Some(&b'\n') {
+                done += 1;
             }
-            None => break,
         }
-        match next_special(bytes, done, mode) {
-            Some(next) => at = next,
-            None => break,
-        }
+        at = next_special(bytes, done, mode).unwrap_or(bytes.len());
     }
     out.push_str(raw.get(done..).unwrap_or_default());
     Ok(())

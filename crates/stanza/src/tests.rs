@@ -339,3 +339,87 @@ fn work_is_counted() {
     t.next(HEADER.as_bytes()).unwrap();
     assert!(t.bytes_examined() >= HEADER.len() as u64);
 }
+
+/// Declarations made on an enclosing element are copied into the tokenizer the first
+/// time an element inside needs them; the copy must serve every later sibling and
+/// descendant, survive compaction between reads, and end with the stanza.
+#[test]
+fn namespaces_declared_above_serve_every_descendant() {
+    let body = "<iq type='set' id='1'><query xmlns='jabber:iq:roster' xmlns:p='urn:x:&amp;p'>\
+                <item jid='a@b'><group>G</group><p:g/></item><item jid='c@d'><group/></item>\
+                <p:x><y/></p:x></query></iq><iq type='get' id='2'><q xmlns='urn:q'><r/></q></iq>";
+    let starts = |input: &str, read: usize| {
+        let mut t = Tokenizer::new(Limits::default());
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        for chunk in input.as_bytes().chunks(read) {
+            buf.extend_from_slice(chunk);
+            loop {
+                match t.next(&buf) {
+                    Ok(Token::NeedMore) => break,
+                    Ok(Token::Start(s)) => out.push(format!("{} {}", s.name.local, s.namespace)),
+                    Ok(_) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            let n = t.compact();
+            buf.drain(..n);
+        }
+        out
+    };
+    let input = format!("{HEADER}{body}");
+    let expected = [
+        "iq jabber:client",
+        "query jabber:iq:roster",
+        "item jabber:iq:roster",
+        "group jabber:iq:roster",
+        "g urn:x:&p",
+        "item jabber:iq:roster",
+        "group jabber:iq:roster",
+        "x urn:x:&p",
+        "y jabber:iq:roster",
+        "iq jabber:client",
+        "q urn:q",
+        "r urn:q",
+    ];
+    for read in [input.len(), 1, 7, 64] {
+        assert_eq!(starts(&input, read), expected, "reads of {read}");
+    }
+}
+
+/// A lone default namespace declaration takes a shorter path through `open`; it must
+/// reject and resolve exactly as the general attribute pass does.
+#[test]
+fn default_declarations_alone_or_not() {
+    for uri in [
+        "http://www.w3.org/XML/1998/namespace",
+        "http://www.w3.org/2000/xmlns/",
+    ] {
+        for tag in [
+            format!("<a xmlns='{uri}'/>"),
+            format!("<a b='1' xmlns=\"{uri}\"/>"),
+        ] {
+            assert_eq!(
+                after_header(&tag).last().map(String::as_str),
+                Some("Err(ReservedNamespace)"),
+                "{tag}"
+            );
+        }
+    }
+    let body = "<a xmlns='urn:a'><b xmlns=''><c/></b><d/></a>";
+    let at = HEADER.len();
+    assert_eq!(
+        after_header(body),
+        [
+            "Start(a {urn:a} 1 xmlns=urn:a)".to_owned(),
+            "Start(b {} 2 xmlns=)".into(),
+            "Start(c {} 3 /)".into(),
+            "End(c 3)".into(),
+            "End(b 2)".into(),
+            "Start(d {urn:a} 2 /)".into(),
+            "End(d 2)".into(),
+            "End(a 1)".into(),
+            format!("StanzaEnd({at}..{})", at + body.len()),
+        ]
+    );
+}

@@ -19,6 +19,7 @@ use memchr::memchr;
 use crate::Error;
 use crate::chars::{self, RefState, RefStep, same};
 use crate::escape::unescape_attr_into;
+use crate::utf8;
 use crate::{decl, unescape_attr};
 
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
@@ -280,7 +281,7 @@ struct Frame {
     /// `ns.len()` before this element's declarations.
     ns_len: usize,
     /// The default namespace outside this element, restored when it ends.
-    outer_default: Loc,
+    outer_default: NsRef,
 }
 
 /// Where a namespace prefix or name is stored.
@@ -292,7 +293,20 @@ enum Loc {
     Arena(usize, usize),
     /// In `header_store` (the header's bytes are gone after the next compact).
     Header(usize, usize),
-    Static(&'static str),
+}
+
+/// A namespace declaration in scope, by position (so that a declaration copied into
+/// `ns_arena` is found there by every element that refers to it).
+#[derive(Debug, Clone, Copy)]
+enum NsRef {
+    /// None: the empty namespace name (only ever the default namespace).
+    Empty,
+    /// The `xml` prefix, bound by definition.
+    Xml,
+    /// `header_ns[i]`.
+    Header(usize),
+    /// `ns[i]`, declared inside the current stanza.
+    Stanza(usize),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -302,27 +316,16 @@ struct NsDecl {
     uri: Loc,
 }
 
-/// A token described by offsets into the buffer, before it borrows from the tokenizer.
-enum Ev<'b> {
-    NeedMore,
-    Open {
-        tag: &'b str,
-        name_end: usize,
-        colon: Option<usize>,
-        ns: NsOut<'b>,
-        self_closing: bool,
-        depth: usize,
-    },
-    Text(&'b str),
-    End(EndTag<'b>),
-    StanzaEnd(Range<usize>),
-    Whitespace,
-    StreamClose,
-}
-
 /// A resolved namespace name: borrowed from the buffer (or static), or stored here.
 enum NsOut<'b> {
     Str(&'b str),
+    Stored(Stored),
+}
+
+/// A namespace name the tokenizer stores, for the start tag it last handed out.
+#[derive(Debug, Clone, Copy)]
+enum Stored {
+    None,
     Arena(usize, usize),
     Header(usize, usize),
 }
@@ -345,13 +348,16 @@ pub struct Tokenizer {
     frames: Vec<Frame>,
     ns: Vec<NsDecl>,
     /// The default namespace in scope (the one lookup every unprefixed element needs).
-    default_ns: Loc,
+    default_ns: NsRef,
     ns_arena: String,
     header_name: String,
     header_ns: Vec<NsDecl>,
     header_store: String,
     /// Attributes of the start tag being read or last returned.
     attrs: Vec<AttrSpan>,
+    /// The namespace name of the start tag last returned, when it is stored here rather
+    /// than in the buffer.
+    open_ns: Stored,
     dead: Option<Error>,
     examined: u64,
 }
@@ -369,12 +375,13 @@ impl Tokenizer {
             stanza_start: 0,
             frames: Vec::new(),
             ns: Vec::new(),
-            default_ns: Loc::Static(""),
+            default_ns: NsRef::Empty,
             ns_arena: String::new(),
             header_name: String::new(),
             header_ns: Vec::new(),
             header_store: String::new(),
             attrs: Vec::new(),
+            open_ns: Stored::None,
             dead: None,
             examined: 0,
         }
@@ -387,20 +394,33 @@ impl Tokenizer {
 
     /// The next token from `buf`, the caller's buffer since the last [`Tokenizer::compact`].
     /// `buf` must begin with the same bytes as on the previous call (the caller only appends).
+    #[inline]
     pub fn next<'a>(&'a mut self, buf: &'a [u8]) -> Result<Token<'a>, Error> {
         if let Some(e) = self.dead {
             return Err(e);
         }
         match self.step(buf) {
-            Ok(ev) => {
-                let this: &'a Self = self;
-                Ok(this.token(ev))
-            }
+            Ok(Token::Start(tag)) => Ok(Token::Start(self.fill(tag))),
+            Ok(Token::StreamOpen(tag)) => Ok(Token::StreamOpen(self.fill(tag))),
             Err(e) => {
                 self.dead = Some(e);
                 Err(e)
             }
+            other => other,
         }
+    }
+
+    /// A start tag's attributes (and a namespace name stored here) borrow from the
+    /// tokenizer, which `step` holds mutably: they are filled in once it is done.
+    #[inline]
+    fn fill<'a>(&'a self, mut tag: StartTag<'a>) -> StartTag<'a> {
+        tag.attributes.spans = &self.attrs;
+        match self.open_ns {
+            Stored::None => {}
+            Stored::Arena(a, b) => tag.namespace = sub(&self.ns_arena, a, b),
+            Stored::Header(a, b) => tag.namespace = sub(&self.header_store, a, b),
+        }
+        tag
     }
 
     /// How many leading bytes of the buffer the caller must now drop (`buf.drain(..n)`);
@@ -432,12 +452,13 @@ impl Tokenizer {
         self.stanza_start = 0;
         self.frames.clear();
         self.ns.clear();
-        self.default_ns = Loc::Static("");
+        self.default_ns = NsRef::Empty;
         self.ns_arena.clear();
         self.header_name.clear();
         self.header_ns.clear();
         self.header_store.clear();
         self.attrs.clear();
+        self.open_ns = Stored::None;
         self.dead = None;
     }
 
@@ -453,87 +474,49 @@ impl Tokenizer {
         self.examined += n as u64;
     }
 
-    fn token<'a>(&'a self, ev: Ev<'a>) -> Token<'a> {
-        match ev {
-            Ev::NeedMore => Token::NeedMore,
-            Ev::Open {
-                tag,
-                name_end,
-                colon,
-                ns,
-                self_closing,
-                depth,
-            } => {
-                let start = StartTag {
-                    name: QName::at(tag, 1, colon, name_end),
-                    namespace: match ns {
-                        NsOut::Str(s) => s,
-                        NsOut::Arena(a, b) => sub(&self.ns_arena, a, b),
-                        NsOut::Header(a, b) => sub(&self.header_store, a, b),
-                    },
-                    attributes: Attributes {
-                        tag,
-                        spans: &self.attrs,
-                    },
-                    self_closing,
-                    depth,
-                };
-                if depth == 0 {
-                    Token::StreamOpen(start)
-                } else {
-                    Token::Start(start)
-                }
-            }
-            Ev::Text(s) => Token::Text(s),
-            Ev::End(e) => Token::End(e),
-            Ev::StanzaEnd(r) => Token::StanzaEnd(r),
-            Ev::Whitespace => Token::Whitespace,
-            Ev::StreamClose => Token::StreamClose,
-        }
-    }
-
     #[inline]
-    fn step<'b>(&mut self, buf: &'b [u8]) -> Result<Ev<'b>, Error> {
+    fn step<'b>(&mut self, buf: &'b [u8]) -> Result<Token<'b>, Error> {
         match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::None => {}
             Pending::End => {
                 let (name, colon) = match self.frames.last() {
                     Some(f) => (
-                        str::from_utf8(self.in_buf(buf, f.name)).unwrap_or_default(),
+                        utf8::from_utf8(self.in_buf(buf, f.name)).unwrap_or_default(),
                         f.colon,
                     ),
                     None => ("", None),
                 };
-                return Ok(self.close(name, colon));
+                return Ok(Token::End(self.close(name, colon)));
             }
             Pending::StanzaEnd(end) => {
                 self.in_stanza = false;
                 self.ns_arena.clear();
-                return Ok(Ev::StanzaEnd(self.stanza_start..end));
+                return Ok(Token::StanzaEnd(self.stanza_start..end));
             }
-            Pending::StreamClose => return Ok(Ev::StreamClose),
+            Pending::StreamClose => return Ok(Token::StreamClose),
         }
-        loop {
-            let unit = if self.in_stanza {
-                self.stanza_start
-            } else {
-                self.pos
-            };
-            let limit = unit.saturating_add(self.limits.max_stanza_bytes);
-            let lim = Lim {
-                end: buf.len().min(limit),
-                over: buf.len() > limit,
-            };
-            let ev = match self.scan {
-                Scan::Idle => self.idle(buf, lim)?,
-                Scan::StartTag(st) => self.start_tag(buf, lim, st)?,
-                Scan::EndTag(st) => self.end_tag(buf, lim, st)?,
-                Scan::Decl(i) => self.decl(buf, lim, i)?,
-                Scan::TextRef(i, rs) => self.text(buf, lim, Some((i, rs)))?,
-            };
-            if let Some(ev) = ev {
-                return Ok(ev);
-            }
+        self.scan_token(buf)
+    }
+
+    /// Reads the token at `pos`, resuming the scan that stopped there.
+    #[inline]
+    fn scan_token<'b>(&mut self, buf: &'b [u8]) -> Step<'b> {
+        let unit = if self.in_stanza {
+            self.stanza_start
+        } else {
+            self.pos
+        };
+        let limit = unit.saturating_add(self.limits.max_stanza_bytes);
+        let lim = Lim {
+            end: buf.len().min(limit),
+            over: buf.len() > limit,
+        };
+        match self.scan {
+            Scan::Idle => self.idle(buf, lim),
+            Scan::StartTag(st) => self.start_tag(buf, lim, st),
+            Scan::EndTag(st) => self.end_tag(buf, lim, st),
+            Scan::Decl(i) => self.decl(buf, lim, i),
+            Scan::TextRef(i, rs) => self.text(buf, lim, Some((i, rs))),
         }
     }
 
@@ -560,15 +543,20 @@ impl Tokenizer {
             b'/' => match self.phase {
                 Phase::Prolog => Err(Error::UnexpectedEndTag),
                 Phase::Closed => Err(Error::AfterStreamClose),
-                Phase::Stream => self.end_tag(
-                    buf,
-                    lim,
-                    EndScan {
-                        i: 2,
-                        name_end: 0,
-                        colon: None,
-                    },
-                ),
+                Phase::Stream => {
+                    if let Some(end) = self.fast_end_tag(buf, rest) {
+                        return Ok(Token::End(end));
+                    }
+                    self.end_tag(
+                        buf,
+                        lim,
+                        EndScan {
+                            i: 2,
+                            name_end: 0,
+                            colon: None,
+                        },
+                    )
+                }
             },
             b'?' => self.question(buf, lim),
             b'!' => self.bang(rest, lim),
@@ -579,7 +567,7 @@ impl Tokenizer {
                 self.attrs.clear();
                 if let Some(tag) = fast_start_tag(rest, &mut self.attrs, &self.limits) {
                     self.note(tag.gt + 1);
-                    return self.finish_start(buf, rest, tag).map(Some);
+                    return self.finish_start(buf, rest, tag);
                 }
                 self.attrs.clear();
                 self.start_tag(
@@ -607,7 +595,7 @@ impl Tokenizer {
         if n > 0 {
             self.pos += n;
             self.decl_allowed = false;
-            return Ok(Some(Ev::Whitespace));
+            return Ok(Token::Whitespace);
         }
         Err(match self.phase {
             Phase::Prolog => Error::TextBeforeStream,
@@ -652,6 +640,7 @@ impl Tokenizer {
         }
     }
 
+    #[inline(never)]
     fn decl<'b>(&mut self, buf: &'b [u8], lim: Lim, from: usize) -> Step<'b> {
         let b = span(buf, self.pos, lim.end);
         let mut i = from;
@@ -675,7 +664,8 @@ impl Tokenizer {
                     self.scan = Scan::Idle;
                     self.pos += whole.len();
                     self.decl_allowed = false;
-                    return Ok(None);
+                    // The declaration is no token: go on to the one after it.
+                    return self.scan_token(buf);
                 }
                 Some(_) => i = q + 1,
             }
@@ -702,16 +692,36 @@ impl Tokenizer {
                 RefStep::Invalid(e) => return Err(e),
             }
         }
-        // Find where this run of text stops: `<`, the end of the input, or an error.
+        // Find where this run of text stops: `<`, the end of the input, or an error. One
+        // scan finds markup, references and forbidden characters alike.
         let mut fail = None;
         let mut open_ref = None;
         let stop = loop {
-            let Some(j) = chars::find3(b'<', b'&', b'>', b, i) else {
+            let j = chars::skip_text(b, i);
+            let Some(&c) = b.get(j) else {
                 break b.len();
             };
-            match b.get(j) {
-                Some(b'<') => break j,
-                Some(b'>') => {
+            match c {
+                b'<' => break j,
+                b'&' => {
+                    // The predefined entities inline; everything else through the scanner.
+                    if let Some((len, _)) = chars::predefined(b.get(j + 1..).unwrap_or_default()) {
+                        i = j + 1 + len;
+                        continue;
+                    }
+                    match chars::scan_ref(b, j + 1, RefState::Amp, max_name) {
+                        RefStep::Done { end, .. } => i = end,
+                        RefStep::Incomplete(rs) => {
+                            open_ref = Some(rs);
+                            break j;
+                        }
+                        RefStep::Invalid(e) => {
+                            fail = Some(e);
+                            break j;
+                        }
+                    }
+                }
+                b'>' => {
                     // The two bytes before can only be text: a tag ends in `>`.
                     if buf.get((start + j).saturating_sub(2)..start + j) == Some(b"]]") {
                         fail = Some(Error::CDataEndInText);
@@ -719,17 +729,17 @@ impl Tokenizer {
                     }
                     i = j + 1;
                 }
-                _ => match chars::scan_ref(b, j + 1, RefState::Amp, max_name) {
-                    RefStep::Done { end, .. } => i = end,
-                    RefStep::Incomplete(rs) => {
-                        open_ref = Some(rs);
+                // A control character or 0xEF: forbidden unless a tab, LF, CR or the
+                // start of a character other than U+FFFE and U+FFFF. A sequence the input
+                // cuts off is left to the UTF-8 check below, which waits for the rest.
+                _ => {
+                    let here = b.get(j..b.len().min(j + 3)).unwrap_or_default();
+                    if chars::find_forbidden(here) == Some(0) {
+                        fail = Some(Error::ForbiddenChar);
                         break j;
                     }
-                    RefStep::Invalid(e) => {
-                        fail = Some(e);
-                        break j;
-                    }
-                },
+                    i = j + 1;
+                }
             }
         };
         // The run was cut by the end of the input, not by markup or an error.
@@ -741,7 +751,7 @@ impl Tokenizer {
         };
         self.note(scanned + stop);
         let run = b.get(..stop).unwrap_or_default();
-        let mut text = match str::from_utf8(run) {
+        let mut text = match utf8::from_utf8(run) {
             Ok(s) => s,
             Err(e) => {
                 // A sequence cut off by the end of the input may still complete.
@@ -752,11 +762,6 @@ impl Tokenizer {
                 str::from_utf8(run.get(..e.valid_up_to()).unwrap_or_default()).unwrap_or_default()
             }
         };
-        if let Some(f) = chars::find_forbidden(text.as_bytes()) {
-            text = text.get(..f).unwrap_or_default();
-            fail = Some(Error::ForbiddenChar);
-            open_ref = None;
-        }
         // A CR the input ends with waits for the next read: with a LF after it, the
         // pair is one line end, and unescaping each text token must agree with
         // unescaping the whole run.
@@ -765,7 +770,7 @@ impl Tokenizer {
         }
         if !text.is_empty() {
             self.pos += text.len();
-            return Ok(Some(Ev::Text(text)));
+            return Ok(Token::Text(text));
         }
         if let Some(e) = fail {
             return Err(e);
@@ -928,8 +933,9 @@ impl Tokenizer {
             self_closing,
             name_end: st.name_end,
             name_colon: st.name_colon,
+            attrs: AttrWork::ALL,
         };
-        self.finish_start(buf, b, tag).map(Some)
+        self.finish_start(buf, b, tag)
     }
 
     #[inline]
@@ -938,18 +944,17 @@ impl Tokenizer {
         buf: &'b [u8],
         b: &'b [u8],
         c: Complete,
-    ) -> Result<Ev<'b>, Error> {
+    ) -> Result<Token<'b>, Error> {
         let raw = span(b, 0, c.gt + 1);
         self.note(raw.len());
         // Names and whitespace passed the byte tables and values were screened for
         // forbidden characters while scanning; only UTF-8 validity is left to check.
-        let tag = str::from_utf8(raw).map_err(|_| Error::InvalidUtf8)?;
+        let tag = utf8::from_utf8(raw).map_err(|_| Error::InvalidUtf8)?;
         self.open(buf, tag, c)
     }
 
     /// A complete, lexically valid start tag: namespaces, duplicates, depth.
-    fn open<'b>(&mut self, buf: &'b [u8], tag: &'b str, st: Complete) -> Result<Ev<'b>, Error> {
-        let self_closing = st.self_closing;
+    fn open<'b>(&mut self, buf: &'b [u8], tag: &'b str, st: Complete) -> Result<Token<'b>, Error> {
         let header = self.phase == Phase::Prolog;
         let depth = if header { 0 } else { self.frames.len() + 1 };
         if depth > self.limits.max_depth {
@@ -974,24 +979,116 @@ impl Tokenizer {
             self.header_name.clear();
             self.header_name.push_str(sub(tag, 1, st.name_end));
         }
-        // One pass for duplicates and namespace declarations; prefixed attributes are
-        // resolved afterwards, once all of this element's declarations are in scope.
+        // Duplicates and namespace declarations first (unless the scan ruled them out);
+        // prefixed attributes are resolved afterwards, once all of this element's
+        // declarations are in scope.
+        let work = st.attrs;
+        let prefixed = if work.duplicates || work.declarations || header {
+            self.declare(tag, rel, header, work.duplicates)?
+        } else {
+            if let Some(a) = work.default_decl.and_then(|k| self.attrs.get(k)) {
+                // `xmlns='uri'`, alone among plain attributes: no unescaping, and the
+                // only rule a default declaration can break is naming a reserved
+                // namespace.
+                let uri = span(t, a.value_start, a.value_end);
+                if uri == XML_NS.as_bytes() || uri == XMLNS_NS.as_bytes() {
+                    return Err(Error::ReservedNamespace);
+                }
+                let at = rel + a.name_end;
+                self.default_ns = NsRef::Stanza(self.ns.len());
+                self.ns.push(NsDecl {
+                    prefix: Loc::Buf(at, at),
+                    uri: Loc::Buf(rel + a.value_start, rel + a.value_end),
+                });
+            }
+            work.prefixed
+        };
+        let ns = match st.name_colon {
+            Some(c) => {
+                let prefix = span(t, 1, c);
+                if prefix == b"xmlns" {
+                    return Err(Error::ReservedNamespace);
+                }
+                self.lookup(buf, prefix).ok_or(Error::UndeclaredPrefix)?
+            }
+            None => self.default_ns,
+        };
+        if prefixed {
+            self.check_prefixed(buf, t)?;
+        }
+        let ns = self.resolve(buf, ns, tag, rel);
+        let self_closing = st.self_closing;
+        if header {
+            self.phase = Phase::Stream;
+            if self_closing {
+                self.phase = Phase::Closed;
+                self.pending = Pending::StreamClose;
+            }
+        } else {
+            self.frames.push(Frame {
+                name: (rel + 1, rel + st.name_end),
+                colon: st.name_colon.map(|c| c - 1),
+                ns_len,
+                outer_default,
+            });
+            if self_closing {
+                self.pending = Pending::End;
+            }
+        }
+        self.pos += tag.len();
+        self.decl_allowed = false;
+        let namespace = match ns {
+            NsOut::Str(ns) => {
+                self.open_ns = Stored::None;
+                ns
+            }
+            NsOut::Stored(stored) => {
+                self.open_ns = stored;
+                ""
+            }
+        };
+        let start = StartTag {
+            name: QName::at(tag, 1, st.name_colon, st.name_end),
+            namespace,
+            // Filled in by `next`.
+            attributes: Attributes { tag, spans: &[] },
+            self_closing,
+            depth,
+        };
+        Ok(if header {
+            Token::StreamOpen(start)
+        } else {
+            Token::Start(start)
+        })
+    }
+
+    /// The attribute pass of [`Self::open`] over the start tag `tag` (at `rel` in the
+    /// stanza): duplicates (if `duplicates`) and namespace declarations, which are put
+    /// in scope. Returns whether there are prefixed attributes to resolve.
+    #[inline(never)]
+    fn declare(
+        &mut self,
+        tag: &str,
+        rel: usize,
+        header: bool,
+        duplicates: bool,
+    ) -> Result<bool, Error> {
+        let t = tag.as_bytes();
         let mut prefixed = false;
         for k in 0..self.attrs.len() {
             let Some(&a) = self.attrs.get(k) else { break };
             let name = span(t, a.name_start, a.name_end);
-            if self
-                .attrs
-                .get(..k)
-                .unwrap_or_default()
-                .iter()
-                .any(|o| same(span(t, o.name_start, o.name_end), name))
+            let earlier = self.attrs.get(..k).unwrap_or_default();
+            if duplicates
+                && earlier
+                    .iter()
+                    .any(|o| same(span(t, o.name_start, o.name_end), name))
             {
                 return Err(Error::DuplicateAttribute);
             }
             let prefix = match a.colon {
-                None if same(name, b"xmlns") => (a.name_end, a.name_end),
-                Some(c) if same(span(t, a.name_start, c), b"xmlns") => (c + 1, a.name_end),
+                None if name == b"xmlns" => (a.name_end, a.name_end),
+                Some(c) if span(t, a.name_start, c) == b"xmlns" => (c + 1, a.name_end),
                 Some(_) => {
                     prefixed = true;
                     continue;
@@ -1022,91 +1119,109 @@ impl Tokenizer {
                 }
             } else {
                 check_declaration(p, raw)?;
-                let uri = Loc::Buf(rel + a.value_start, rel + a.value_end);
                 NsDecl {
                     prefix: Loc::Buf(rel + prefix.0, rel + prefix.1),
-                    uri,
+                    uri: Loc::Buf(rel + a.value_start, rel + a.value_end),
                 }
             };
-            if prefix.0 == prefix.1 {
-                self.default_ns = decl.uri;
-            }
             if header {
-                self.header_ns.push(decl)
+                if prefix.0 == prefix.1 {
+                    self.default_ns = NsRef::Header(self.header_ns.len());
+                }
+                self.header_ns.push(decl);
             } else {
-                self.ns.push(decl)
+                if prefix.0 == prefix.1 {
+                    self.default_ns = NsRef::Stanza(self.ns.len());
+                }
+                self.ns.push(decl);
             }
         }
-        let ns = match st.name_colon {
-            Some(c) => {
-                let prefix = span(t, 1, c);
-                if same(prefix, b"xmlns") {
-                    return Err(Error::ReservedNamespace);
-                }
-                self.lookup(buf, prefix).ok_or(Error::UndeclaredPrefix)?
-            }
-            None => self.default_ns,
-        };
-        let prefixed = if prefixed { self.attrs.as_slice() } else { &[] };
-        for (k, a) in prefixed.iter().enumerate() {
+        Ok(prefixed)
+    }
+
+    /// Prefixed attributes of the start tag `t` (all its declarations are in scope):
+    /// each prefix must be bound, and two prefixes bound to one namespace make `p:x`
+    /// and `q:x` the same name.
+    fn check_prefixed(&self, buf: &[u8], t: &[u8]) -> Result<(), Error> {
+        let attrs = self.attrs.as_slice();
+        for (k, a) in attrs.iter().enumerate() {
             let Some(c) = a.colon else { continue };
             let prefix = span(t, a.name_start, c);
-            if same(prefix, b"xmlns") {
+            if prefix == b"xmlns" {
                 continue;
             }
             let uri = self.lookup(buf, prefix).ok_or(Error::UndeclaredPrefix)?;
-            // Two prefixes bound to one namespace make `p:x` and `q:x` the same name.
             let local = span(t, c + 1, a.name_end);
-            for o in prefixed.get(..k).unwrap_or_default() {
+            for o in attrs.get(..k).unwrap_or_default() {
                 let Some(oc) = o.colon else { continue };
                 let other = span(t, o.name_start, oc);
-                if same(other, b"xmlns") || !same(span(t, oc + 1, o.name_end), local) {
+                if other == b"xmlns" || !same(span(t, oc + 1, o.name_end), local) {
                     continue;
                 }
                 if self
                     .lookup(buf, other)
-                    .is_some_and(|l| self.loc(buf, l) == self.loc(buf, uri))
+                    .is_some_and(|l| self.uri(buf, l) == self.uri(buf, uri))
                 {
                     return Err(Error::DuplicateAttribute);
                 }
             }
         }
-        let ns = match ns {
-            Loc::Static(s) => NsOut::Str(s),
+        Ok(())
+    }
+
+    /// The namespace name `r` stands for, as the start tag `tag` (at `rel` in the
+    /// stanza) will hand it out. A declaration made in an enclosing element is copied
+    /// into `ns_arena` the first time it is needed, so that elements inside it borrow it
+    /// from there instead of validating its bytes as UTF-8 again each time; each
+    /// declaration is copied at most once per stanza, so the arena stays within the
+    /// stanza's size.
+    fn resolve<'b>(&mut self, buf: &'b [u8], r: NsRef, tag: &'b str, rel: usize) -> NsOut<'b> {
+        let (uri, slot) = match r {
+            NsRef::Empty => return NsOut::Str(""),
+            NsRef::Xml => return NsOut::Str(XML_NS),
+            NsRef::Header(i) => match self.header_ns.get(i) {
+                Some(d) => (d.uri, None),
+                None => return NsOut::Str(""),
+            },
+            NsRef::Stanza(i) => match self.ns.get(i) {
+                Some(d) => (d.uri, Some(i)),
+                None => return NsOut::Str(""),
+            },
+        };
+        match uri {
             Loc::Buf(a, b) if a >= rel => NsOut::Str(sub(tag, a - rel, b - rel)),
             Loc::Buf(a, b) => {
-                NsOut::Str(str::from_utf8(self.in_buf(buf, (a, b))).unwrap_or_default())
+                let s = utf8::from_utf8(self.in_buf(buf, (a, b))).unwrap_or_default();
+                let at = store(&mut self.ns_arena, s);
+                let end = self.ns_arena.len();
+                if let Some(d) = slot.and_then(|i| self.ns.get_mut(i)) {
+                    d.uri = Loc::Arena(at, end);
+                }
+                NsOut::Stored(Stored::Arena(at, end))
             }
-            Loc::Arena(a, b) => NsOut::Arena(a, b),
-            Loc::Header(a, b) => NsOut::Header(a, b),
-        };
-        if header {
-            self.phase = Phase::Stream;
-            if self_closing {
-                self.phase = Phase::Closed;
-                self.pending = Pending::StreamClose;
-            }
-        } else {
-            self.frames.push(Frame {
-                name: (rel + 1, rel + st.name_end),
-                colon: st.name_colon.map(|c| c - 1),
-                ns_len,
-                outer_default,
-            });
-            if self_closing {
-                self.pending = Pending::End;
-            }
+            Loc::Arena(a, b) => NsOut::Stored(Stored::Arena(a, b)),
+            Loc::Header(a, b) => NsOut::Stored(Stored::Header(a, b)),
         }
-        self.pos += tag.len();
-        self.decl_allowed = false;
-        Ok(Ev::Open {
-            tag,
-            name_end: st.name_end,
-            colon: st.name_colon,
-            ns,
-            self_closing,
-            depth,
-        })
+    }
+
+    /// The common end tag, `</name>` naming the open element of the stanza exactly,
+    /// read by comparing it with that element's name, which was validated with its
+    /// start tag. `None` for anything else (whitespace before `>`, a mismatch, the input
+    /// cut short, the stream's end tag), which [`Self::end_tag`] then reads and reports.
+    /// `rest` is the usable input from `pos` on.
+    #[inline]
+    fn fast_end_tag<'b>(&mut self, buf: &'b [u8], rest: &'b [u8]) -> Option<EndTag<'b>> {
+        let f = *self.frames.last()?;
+        let open = self.in_buf(buf, f.name);
+        let len = open.len();
+        if rest.get(2 + len) != Some(&b'>') {
+            return None;
+        }
+        // A non-ASCII name goes the long way; it is as valid there.
+        let name = utf8::same_ascii(rest.get(2..2 + len)?, open)?;
+        self.note(len + 1);
+        self.pos += len + 3;
+        Some(self.close(name, f.colon))
     }
 
     fn end_tag<'b>(&mut self, buf: &'b [u8], lim: Lim, mut st: EndScan) -> Step<'b> {
@@ -1154,7 +1269,7 @@ impl Tokenizer {
         }
         self.scan = Scan::Idle;
         let name_bytes = span(b, 2, st.name_end);
-        let name = str::from_utf8(name_bytes).map_err(|_| Error::InvalidUtf8)?;
+        let name = utf8::from_utf8(name_bytes).map_err(|_| Error::InvalidUtf8)?;
         let open = match self.frames.last() {
             Some(f) => self.in_buf(buf, f.name),
             None => self.header_name.as_bytes(),
@@ -1165,13 +1280,14 @@ impl Tokenizer {
         self.pos += i + 1;
         if self.frames.is_empty() {
             self.phase = Phase::Closed;
-            return Ok(Some(Ev::StreamClose));
+            return Ok(Token::StreamClose);
         }
-        Ok(Some(self.close(name, st.colon)))
+        Ok(Token::End(self.close(name, st.colon)))
     }
 
     /// Pops the innermost element of the stanza, which ends at `pos`.
-    fn close<'b>(&mut self, name: &'b str, colon: Option<usize>) -> Ev<'b> {
+    #[inline]
+    fn close<'b>(&mut self, name: &'b str, colon: Option<usize>) -> EndTag<'b> {
         let depth = self.frames.len();
         if let Some(f) = self.frames.pop() {
             self.ns.truncate(f.ns_len);
@@ -1180,23 +1296,39 @@ impl Tokenizer {
         if self.frames.is_empty() {
             self.pending = Pending::StanzaEnd(self.pos);
         }
-        Ev::End(EndTag {
+        EndTag {
             name: QName::at(name, 0, colon, name.len()),
             depth,
-        })
+        }
     }
 
-    /// The namespace bound to `prefix` (empty: the default namespace) where the current
-    /// element is, innermost declaration first.
-    fn lookup(&self, buf: &[u8], prefix: &[u8]) -> Option<Loc> {
-        if same(prefix, b"xml") {
-            return Some(Loc::Static(XML_NS));
+    /// The declaration binding `prefix` where the current element is, innermost first.
+    fn lookup(&self, buf: &[u8], prefix: &[u8]) -> Option<NsRef> {
+        if prefix == b"xml" {
+            return Some(NsRef::Xml);
         }
-        let stanza = self.ns.iter().rev();
-        stanza
-            .chain(self.header_ns.iter().rev())
-            .find(|d| same(self.loc(buf, d.prefix), prefix))
-            .map(|d| d.uri)
+        let stanza = self
+            .ns
+            .iter()
+            .rposition(|d| same(self.loc(buf, d.prefix), prefix));
+        if let Some(i) = stanza {
+            return Some(NsRef::Stanza(i));
+        }
+        self.header_ns
+            .iter()
+            .rposition(|d| same(self.loc(buf, d.prefix), prefix))
+            .map(NsRef::Header)
+    }
+
+    /// The namespace name `r` stands for, as bytes.
+    fn uri<'s>(&'s self, buf: &'s [u8], r: NsRef) -> &'s [u8] {
+        let decl = match r {
+            NsRef::Empty => return b"",
+            NsRef::Xml => return XML_NS.as_bytes(),
+            NsRef::Header(i) => self.header_ns.get(i),
+            NsRef::Stanza(i) => self.ns.get(i),
+        };
+        decl.map_or(b"", |d| self.loc(buf, d.uri))
     }
 
     fn loc<'s>(&'s self, buf: &'s [u8], loc: Loc) -> &'s [u8] {
@@ -1204,7 +1336,6 @@ impl Tokenizer {
             Loc::Buf(a, b) => self.in_buf(buf, (a, b)),
             Loc::Arena(a, b) => span(self.ns_arena.as_bytes(), a, b),
             Loc::Header(a, b) => span(self.header_store.as_bytes(), a, b),
-            Loc::Static(s) => s.as_bytes(),
         }
     }
 
@@ -1221,93 +1352,149 @@ struct Complete {
     self_closing: bool,
     name_end: usize,
     name_colon: Option<usize>,
+    /// What [`Tokenizer::open`] still has to do with the attributes.
+    attrs: AttrWork,
+}
+
+/// What the attributes of a complete start tag still need, as far as the scan found out.
+#[derive(Debug, Clone, Copy)]
+struct AttrWork {
+    /// Not yet checked for two attributes with the same name.
+    duplicates: bool,
+    /// Namespace declarations (`xmlns`, `xmlns:p`) may be among them.
+    declarations: bool,
+    /// Attributes with a prefix other than `xmlns` may be among them.
+    prefixed: bool,
+    /// With `declarations` false: the index of the one declaration, a default namespace
+    /// (`xmlns`) with a value that needs no unescaping, the common case that
+    /// [`Tokenizer::open`] handles without its attribute pass.
+    default_decl: Option<usize>,
+}
+
+impl AttrWork {
+    /// Nothing is known: check everything.
+    const ALL: Self = Self {
+        duplicates: true,
+        declarations: true,
+        prefixed: true,
+        default_decl: None,
+    };
 }
 
 /// Reads a start tag that lies entirely in `b` (which starts at its `<`) in one
-/// straight pass, recording attributes in `attrs`. On anything else (the input ends
-/// first, an error, a limit) it gives up with `None` and the resumable scanner, which
-/// owns all the error reporting, reads the tag instead; so this only has to agree
-/// with it on tags that are valid.
+/// straight pass, recording attributes in `attrs`, checking them for duplicates and
+/// noting what else [`Tokenizer::open`] has to do with them. It takes only the common
+/// shape, ASCII names and `name='value'` with nothing around the `=`; on anything else
+/// (the input ends first, an error, a limit, an unusual shape) it gives up with `None`
+/// and the resumable scanner, which owns all the error reporting, reads the tag
+/// instead; so this only has to agree with it on tags that are valid.
+#[inline(never)]
 fn fast_start_tag(b: &[u8], attrs: &mut Vec<AttrSpan>, limits: &Limits) -> Option<Complete> {
-    let (mut i, name_colon) = chars::fast_qname(b, 1)?;
-    if i - 1 > limits.max_name_bytes {
+    let (name_end, name_colon) = chars::fast_qname(b, 1)?;
+    if name_end - 1 > limits.max_name_bytes {
         return None;
     }
-    let name_end = i;
+    let mut work = AttrWork {
+        duplicates: false,
+        declarations: false,
+        prefixed: false,
+        default_decl: None,
+    };
+    let mut i = name_end;
     loop {
-        let j = chars::skip_ws(b, i);
-        let ws = j > i;
-        i = j;
-        match *b.get(i)? {
-            b'>' => {
-                return Some(Complete {
-                    gt: i,
-                    self_closing: false,
-                    name_end,
-                    name_colon,
-                });
+        let mut c = *b.get(i)?;
+        if chars::is_ws(c) {
+            i += 1;
+            c = *b.get(i)?;
+            while chars::is_ws(c) {
+                i += 1;
+                c = *b.get(i)?;
             }
-            b'/' if b.get(i + 1) == Some(&b'>') => {
-                return Some(Complete {
-                    gt: i + 1,
-                    self_closing: true,
-                    name_end,
-                    name_colon,
-                });
-            }
-            c if ws && chars::is_name_start(c) && attrs.len() < limits.max_attributes => {
-                let name_start = i;
-                let (name_end, colon) = chars::fast_qname(b, i)?;
-                if name_end - name_start > limits.max_name_bytes {
+            if chars::is_ascii_start(c) {
+                if attrs.len() >= limits.max_attributes {
                     return None;
                 }
-                i = name_end;
-                i = chars::skip_ws(b, i);
-                if *b.get(i)? != b'=' {
-                    return None;
-                }
-                i = chars::skip_ws(b, i + 1);
-                let quote = *b.get(i)?;
-                if quote != b'\'' && quote != b'"' {
-                    return None;
-                }
-                let value_start = i + 1;
-                i = value_start;
-                let mut plain = true;
-                loop {
-                    i = chars::skip_value(b, i, quote);
-                    match *b.get(i)? {
-                        c if c == quote => break,
-                        b'&' => {
-                            match chars::scan_ref(b, i + 1, RefState::Amp, limits.max_name_bytes) {
-                                RefStep::Done { end, .. } => {
-                                    plain = false;
-                                    i = end;
-                                }
-                                _ => return None,
-                            }
-                        }
-                        b'\t' | b'\n' | b'\r' => {
-                            plain = false;
-                            i += 1;
-                        }
-                        0xEF if chars::is_nonchar_at(b, i) == Some(false) => i += 1,
-                        _ => return None,
+                let a = fast_attribute(b, i, limits.max_name_bytes)?;
+                let len = a.name_end - a.name_start;
+                let name = b.get(a.name_start..a.name_end)?;
+                for o in attrs.iter() {
+                    if o.name_end - o.name_start == len
+                        && b.get(o.name_start..o.name_end) == Some(name)
+                    {
+                        return None;
                     }
                 }
-                attrs.push(AttrSpan {
-                    name_start,
-                    name_end,
-                    colon,
-                    value_start,
-                    value_end: i,
-                    plain,
-                });
+                if c == b'x' && b.get(a.name_start..a.name_start + 5) == Some(b"xmlns") {
+                    // `xmlns` or `xmlns:p` declares; `xmlnsx` is an ordinary name.
+                    match a.colon {
+                        None if len == 5 && a.plain => work.default_decl = Some(attrs.len()),
+                        None => work.declarations |= len == 5,
+                        Some(c) if c - a.name_start == 5 => work.declarations = true,
+                        Some(_) => work.prefixed = true,
+                    }
+                } else {
+                    work.prefixed |= a.colon.is_some();
+                }
+                attrs.push(a);
+                i = a.value_end + 1;
+                continue;
+            }
+        }
+        let (gt, self_closing) = match c {
+            b'>' => (i, false),
+            b'/' if b.get(i + 1) == Some(&b'>') => (i + 1, true),
+            _ => return None,
+        };
+        return Some(Complete {
+            gt,
+            self_closing,
+            name_end,
+            name_colon,
+            attrs: work,
+        });
+    }
+}
+
+/// One attribute `name='value'` starting at `b[name_start]`, for [`fast_start_tag`].
+#[inline(always)]
+fn fast_attribute(b: &[u8], name_start: usize, max_name: usize) -> Option<AttrSpan> {
+    let (name_end, colon) = chars::fast_qname(b, name_start)?;
+    if name_end - name_start > max_name {
+        return None;
+    }
+    let quote = *b.get(name_end + 1)?;
+    if *b.get(name_end)? != b'=' || (quote != b'\'' && quote != b'"') {
+        return None;
+    }
+    let value_start = name_end + 2;
+    let mut i = chars::skip_value(b, value_start, quote);
+    let mut plain = true;
+    while *b.get(i)? != quote {
+        match *b.get(i)? {
+            b'&' => match chars::scan_ref(b, i + 1, RefState::Amp, max_name) {
+                RefStep::Done { end, .. } => {
+                    plain = false;
+                    i = end;
+                }
+                _ => return None,
+            },
+            b'\t' | b'\n' | b'\r' => {
+                plain = false;
                 i += 1;
             }
+            0xEF if chars::is_nonchar_at(b, i) == Some(false) => i += 1,
             _ => return None,
         }
+        i = chars::skip_value(b, i, quote);
     }
+    Some(AttrSpan {
+        name_start,
+        name_end,
+        colon,
+        value_start,
+        value_end: i,
+        plain,
+    })
 }
 
 /// The end of the usable input: the buffer, or where the current unit (stanza, or token
@@ -1324,13 +1511,12 @@ impl Lim {
         if self.over {
             Err(Error::StanzaTooLarge)
         } else {
-            Ok(Some(Ev::NeedMore))
+            Ok(Token::NeedMore)
         }
     }
 }
 
-/// `Ok(None)`: the state changed without producing a token; go on.
-type Step<'b> = Result<Option<Ev<'b>>, Error>;
+type Step<'b> = Result<Token<'b>, Error>;
 
 /// Namespaces in XML 1.0 section 3 constraints on one declaration of `prefix` (empty:
 /// the default namespace).
