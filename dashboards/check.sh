@@ -51,6 +51,7 @@ wait_http() {
 
 echo "== promtool: config, rules and rule unit tests"
 promtool check config prometheus.yml
+promtool check rules alerts.yml
 promtool test rules alerts.test.yml
 
 echo "== a real edge on loopback"
