@@ -52,7 +52,10 @@ pub fn bind(config: &ListenerConfig, proxy: Option<Arc<ProxyListener>>) -> io::R
     Ok(bound)
 }
 
-fn bind_one(
+/// A non-blocking listening socket: SO_REUSEADDR (and SO_REUSEPORT when asked), IPv6
+/// sockets IPv6-only, TCP_NODELAY inherited by accepted sockets. The admin listener uses
+/// it too.
+pub(crate) fn bind_one(
     address: SocketAddr,
     backlog: u32,
     reuse_port: bool,
