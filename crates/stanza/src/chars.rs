@@ -114,9 +114,8 @@ pub(crate) fn find(b: &[u8], mut i: usize, stop: impl Fn(u8) -> bool) -> usize {
         for (lane, &c) in lanes.iter_mut().zip(block) {
             *lane = if stop(c) { 0xFF } else { 0 };
         }
-        let mask = u128::from_le_bytes(lanes);
-        if mask != 0 {
-            return i + (mask.trailing_zeros() / 8) as usize;
+        if let Some(lane) = crate::utf8::first_lane(lanes) {
+            return i + lane;
         }
         i += LANES;
     }
@@ -325,28 +324,35 @@ pub(crate) fn predefined(rest: &[u8]) -> Option<(usize, char)> {
 /// loop; `rest` starts just after the `&`. `None` for anything else (including errors,
 /// which the state machine then reports).
 #[inline]
-fn numeric(rest: &[u8]) -> Option<(usize, char)> {
-    if rest.first() != Some(&b'#') {
+pub(crate) fn numeric(rest: &[u8]) -> Option<(usize, char)> {
+    let (&hash, after) = rest.split_first()?;
+    if hash != b'#' {
         return None;
     }
-    let (first, radix) = match rest.get(1) {
-        Some(b'x') => (2, 16),
-        _ => (1, 10),
+    let (first, digits, hex) = match after.split_first() {
+        Some((b'x', tail)) => (2, tail, true),
+        _ => (1, after, false),
     };
+    // `value` stays at most TOO_BIG, so `value * 16 + 15` cannot overflow a `u32`.
     let mut value: u32 = 0;
-    let mut k = first;
-    loop {
-        let c = *rest.get(k)?;
-        let Some(digit) = char::from(c).to_digit(radix) else {
-            break;
+    let mut n = 0;
+    for &c in digits {
+        let digit = match c {
+            b'0'..=b'9' => u32::from(c - b'0'),
+            b'a'..=b'f' if hex => u32::from(c - b'a' + 10),
+            b'A'..=b'F' if hex => u32::from(c - b'A' + 10),
+            _ => break,
         };
-        value = value
-            .saturating_mul(radix)
-            .saturating_add(digit)
-            .min(TOO_BIG);
-        k += 1;
+        value = if hex {
+            value * 16 + digit
+        } else {
+            value * 10 + digit
+        }
+        .min(TOO_BIG);
+        n += 1;
     }
-    if k == first || rest.get(k) != Some(&b';') {
+    let k = first + n;
+    if n == 0 || rest.get(k) != Some(&b';') {
         return None;
     }
     let ch = char::from_u32(value).filter(|&ch| is_xml_char(u32::from(ch)))?;

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use crate::Error;
-use crate::chars::{RefState, RefStep, find, predefined, scan_ref};
+use crate::chars::{RefState, RefStep, find, numeric, predefined, scan_ref};
 
 /// Resolve the five predefined entities and numeric character references in `raw` text,
 /// and normalize its line ends (`\r\n` and a lone `\r` become `\n`, XML 1.0 section
@@ -73,8 +73,9 @@ fn resolve(raw: &str, first: usize, out: &mut String, mode: Mode) -> Result<(), 
         out.push_str(raw.get(done..at).unwrap_or_default());
         if c == b'&' {
             let rest = bytes.get(at + 1..).unwrap_or_default();
-            // The predefined entities inline; everything else through the scanner.
-            let (len, ch) = match predefined(rest) {
+            // The predefined entities and complete numeric references inline;
+            // everything else through the scanner.
+            let (len, ch) = match predefined(rest).or_else(|| numeric(rest)) {
                 Some(found) => found,
                 None => match scan_ref(bytes, at + 1, RefState::Amp, usize::MAX) {
                     RefStep::Done { end, ch } => (end - at - 1, ch),

@@ -704,8 +704,11 @@ impl Tokenizer {
             match c {
                 b'<' => break j,
                 b'&' => {
-                    // The predefined entities inline; everything else through the scanner.
-                    if let Some((len, _)) = chars::predefined(b.get(j + 1..).unwrap_or_default()) {
+                    // The predefined entities and complete numeric references inline;
+                    // everything else through the scanner.
+                    let rest = b.get(j + 1..).unwrap_or_default();
+                    if let Some((len, _)) = chars::predefined(rest).or_else(|| chars::numeric(rest))
+                    {
                         i = j + 1 + len;
                         continue;
                     }
