@@ -262,14 +262,7 @@ impl Conn {
         let mut filled = self.rx.len();
         sh.scratch[..filled].copy_from_slice(&self.rx);
         let result = self.read_into(plan, sh, clock, &mut filled);
-        self.rx.clear();
-        if filled == 0 {
-            if self.rx.capacity() > 0 {
-                self.rx = Vec::new();
-            }
-        } else {
-            self.rx.extend_from_slice(&sh.scratch[..filled]);
-        }
+        keep_unprocessed(&mut self.rx, &sh.scratch[..filled]);
         result
     }
 
@@ -386,17 +379,12 @@ impl Conn {
     ) -> Result<Outcome, Failure> {
         let mut used = self.rx_tls.len();
         sh.cipher[..used].copy_from_slice(&self.rx_tls);
+        // Emptied while the records are processed: `send_unbuffered` must not replay it.
         self.rx_tls.clear();
         let result = self.read_records(plan, sh, clock, filled, &mut used);
         // Output left over belongs to a session that ended (or could not send it).
         sh.out.clear();
-        if used == 0 {
-            if self.rx_tls.capacity() > 0 {
-                self.rx_tls = Vec::new();
-            }
-        } else {
-            self.rx_tls.extend_from_slice(&sh.cipher[..used]);
-        }
+        keep_unprocessed(&mut self.rx_tls, &sh.cipher[..used]);
         result
     }
 
@@ -1502,6 +1490,20 @@ impl Worker {
         }
         self.flush_sample(false);
         let _ = self.reports.send(Report::Closed);
+    }
+}
+
+/// Moves the bytes a read left unprocessed from a per-thread buffer into the session's
+/// own `stash`, which holds no memory at all when nothing is left: idle sessions must
+/// stay small.
+fn keep_unprocessed(stash: &mut Vec<u8>, rest: &[u8]) {
+    stash.clear();
+    if rest.is_empty() {
+        if stash.capacity() > 0 {
+            *stash = Vec::new();
+        }
+    } else {
+        stash.extend_from_slice(rest);
     }
 }
 
