@@ -214,7 +214,7 @@ fn ncname_chars(name: &[u8]) -> Result<(), Error> {
 /// First index at or after `i` where an attribute value quoted by `quote` needs a closer
 /// look: the quote, `<`, `&`, a C0 control (tab, LF and CR included) or 0xEF (which may
 /// start U+FFFE or U+FFFF).
-#[inline]
+#[inline(always)]
 pub(crate) fn skip_value(b: &[u8], i: usize, quote: u8) -> usize {
     find(b, i, |c| {
         (c == quote) | (c == b'<') | (c == b'&') | (c < 0x20) | (c == 0xEF)

@@ -235,7 +235,7 @@ struct TagScan {
     name_colon: Option<usize>,
 }
 
-/// Where inside a start tag the scan is; attribute offsets go to `Tokenizer::attrs`.
+/// Where inside a start tag the scan is; attribute offsets go to `Scanner::attrs`.
 #[derive(Debug, Clone, Copy)]
 enum TagAt {
     Name,
@@ -322,10 +322,9 @@ enum NsOut<'b> {
     Stored(Stored),
 }
 
-/// A namespace name the tokenizer stores, for the start tag it last handed out.
+/// A namespace name the tokenizer stores.
 #[derive(Debug, Clone, Copy)]
 enum Stored {
-    None,
     Arena(usize, usize),
     Header(usize, usize),
 }
@@ -334,6 +333,15 @@ enum Stored {
 /// the namespace declarations of the stream header (which the caller's buffer drops).
 #[derive(Debug)]
 pub struct Tokenizer {
+    /// The first error, returned again by every later call.
+    dead: Option<Error>,
+    scanner: Scanner,
+}
+
+/// Everything but `dead`: a token borrows the scanner (attributes, stored namespace
+/// names) while `next` still records an error, so the two are separate fields.
+#[derive(Debug)]
+struct Scanner {
     limits: Limits,
     phase: Phase,
     /// Nothing of this stream has been consumed yet, so an XML declaration may come.
@@ -355,15 +363,68 @@ pub struct Tokenizer {
     header_store: String,
     /// Attributes of the start tag being read or last returned.
     attrs: Vec<AttrSpan>,
-    /// The namespace name of the start tag last returned, when it is stored here rather
-    /// than in the buffer.
-    open_ns: Stored,
-    dead: Option<Error>,
     examined: u64,
 }
 
 impl Tokenizer {
     pub fn new(limits: Limits) -> Self {
+        Self {
+            dead: None,
+            scanner: Scanner::new(limits),
+        }
+    }
+
+    /// The limits this tokenizer enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.scanner.limits
+    }
+
+    /// The next token from `buf`, the caller's buffer since the last [`Tokenizer::compact`].
+    /// `buf` must begin with the same bytes as on the previous call (the caller only appends).
+    #[inline]
+    pub fn next<'a>(&'a mut self, buf: &'a [u8]) -> Result<Token<'a>, Error> {
+        if let Some(e) = self.dead {
+            return Err(e);
+        }
+        let step = self.scanner.step(buf);
+        if let Err(e) = step {
+            self.dead = Some(e);
+        }
+        step
+    }
+
+    /// How many leading bytes of the buffer the caller must now drop (`buf.drain(..n)`);
+    /// offsets inside the tokenizer move down by the same amount. Never drops bytes of a
+    /// stanza that has not ended.
+    pub fn compact(&mut self) -> usize {
+        let s = &mut self.scanner;
+        let n = if s.in_stanza { s.stanza_start } else { s.pos };
+        s.pos -= n;
+        if s.in_stanza {
+            s.stanza_start -= n;
+        }
+        n
+    }
+
+    /// Forget everything, for an RFC 6120 stream restart (after STARTTLS or SASL). The
+    /// next byte passed in is the first of the new stream: drop the old stream's bytes
+    /// (all of them, or up to the end of the last stanza) before calling `next` again.
+    pub fn reset(&mut self) {
+        self.dead = None;
+        self.scanner.reset();
+    }
+
+    /// How many input bytes the tokenizer has looked at so far, counting a byte again
+    /// each time it is looked at again. Evidence that work stays linear in the input
+    /// however it is split; for tests.
+    #[doc(hidden)]
+    pub fn bytes_examined(&self) -> u64 {
+        self.scanner.examined
+    }
+}
+
+impl Scanner {
+    fn new(limits: Limits) -> Self {
         Self {
             limits,
             phase: Phase::Prolog,
@@ -381,68 +442,11 @@ impl Tokenizer {
             header_ns: Vec::new(),
             header_store: String::new(),
             attrs: Vec::new(),
-            open_ns: Stored::None,
-            dead: None,
             examined: 0,
         }
     }
 
-    /// The limits this tokenizer enforces.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// The next token from `buf`, the caller's buffer since the last [`Tokenizer::compact`].
-    /// `buf` must begin with the same bytes as on the previous call (the caller only appends).
-    #[inline]
-    pub fn next<'a>(&'a mut self, buf: &'a [u8]) -> Result<Token<'a>, Error> {
-        if let Some(e) = self.dead {
-            return Err(e);
-        }
-        match self.step(buf) {
-            Ok(Token::Start(tag)) => Ok(Token::Start(self.fill(tag))),
-            Ok(Token::StreamOpen(tag)) => Ok(Token::StreamOpen(self.fill(tag))),
-            Err(e) => {
-                self.dead = Some(e);
-                Err(e)
-            }
-            other => other,
-        }
-    }
-
-    /// A start tag's attributes (and a namespace name stored here) borrow from the
-    /// tokenizer, which `step` holds mutably: they are filled in once it is done.
-    #[inline]
-    fn fill<'a>(&'a self, mut tag: StartTag<'a>) -> StartTag<'a> {
-        tag.attributes.spans = &self.attrs;
-        match self.open_ns {
-            Stored::None => {}
-            Stored::Arena(a, b) => tag.namespace = sub(&self.ns_arena, a, b),
-            Stored::Header(a, b) => tag.namespace = sub(&self.header_store, a, b),
-        }
-        tag
-    }
-
-    /// How many leading bytes of the buffer the caller must now drop (`buf.drain(..n)`);
-    /// offsets inside the tokenizer move down by the same amount. Never drops bytes of a
-    /// stanza that has not ended.
-    pub fn compact(&mut self) -> usize {
-        let n = if self.in_stanza {
-            self.stanza_start
-        } else {
-            self.pos
-        };
-        self.pos -= n;
-        if self.in_stanza {
-            self.stanza_start -= n;
-        }
-        n
-    }
-
-    /// Forget everything, for an RFC 6120 stream restart (after STARTTLS or SASL). The
-    /// next byte passed in is the first of the new stream: drop the old stream's bytes
-    /// (all of them, or up to the end of the last stanza) before calling `next` again.
-    pub fn reset(&mut self) {
+    fn reset(&mut self) {
         self.phase = Phase::Prolog;
         self.decl_allowed = true;
         self.pos = 0;
@@ -458,16 +462,6 @@ impl Tokenizer {
         self.header_ns.clear();
         self.header_store.clear();
         self.attrs.clear();
-        self.open_ns = Stored::None;
-        self.dead = None;
-    }
-
-    /// How many input bytes the tokenizer has looked at so far, counting a byte again
-    /// each time it is looked at again. Evidence that work stays linear in the input
-    /// however it is split; for tests.
-    #[doc(hidden)]
-    pub fn bytes_examined(&self) -> u64 {
-        self.examined
     }
 
     fn note(&mut self, n: usize) {
@@ -475,7 +469,7 @@ impl Tokenizer {
     }
 
     #[inline]
-    fn step<'b>(&mut self, buf: &'b [u8]) -> Result<Token<'b>, Error> {
+    fn step<'a>(&'a mut self, buf: &'a [u8]) -> Step<'a> {
         match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::None => {}
             Pending::End => {
@@ -500,7 +494,7 @@ impl Tokenizer {
 
     /// Reads the token at `pos`, resuming the scan that stopped there.
     #[inline]
-    fn scan_token<'b>(&mut self, buf: &'b [u8]) -> Step<'b> {
+    fn scan_token<'a>(&'a mut self, buf: &'a [u8]) -> Step<'a> {
         let unit = if self.in_stanza {
             self.stanza_start
         } else {
@@ -522,7 +516,7 @@ impl Tokenizer {
 
     /// Starts the next token at `pos`.
     #[inline]
-    fn idle<'b>(&mut self, buf: &'b [u8], lim: Lim) -> Step<'b> {
+    fn idle<'a>(&'a mut self, buf: &'a [u8], lim: Lim) -> Step<'a> {
         let rest = span(buf, self.pos, lim.end);
         let Some(&first) = rest.first() else {
             return lim.need_more();
@@ -564,10 +558,11 @@ impl Tokenizer {
                 if self.phase == Phase::Closed {
                     return Err(Error::AfterStreamClose);
                 }
-                self.attrs.clear();
-                if let Some(tag) = fast_start_tag(rest, &mut self.attrs, &self.limits) {
-                    self.note(tag.gt + 1);
-                    return self.finish_start(buf, rest, tag);
+                match self.fast_start(buf, rest) {
+                    Fast::Open(opened) => return Ok(self.start_token(opened)),
+                    Fast::Tag(tag) => return self.finish_start(buf, rest, tag),
+                    Fast::Failed(e) => return Err(e),
+                    Fast::Slow => {}
                 }
                 self.attrs.clear();
                 self.start_tag(
@@ -627,7 +622,7 @@ impl Tokenizer {
     }
 
     /// `<?`: the XML declaration at the very start of a stream, or a forbidden PI.
-    fn question<'b>(&mut self, buf: &'b [u8], lim: Lim) -> Step<'b> {
+    fn question<'a>(&'a mut self, buf: &'a [u8], lim: Lim) -> Step<'a> {
         if !self.decl_allowed || self.phase != Phase::Prolog {
             return Err(Error::ProcessingInstruction);
         }
@@ -641,7 +636,7 @@ impl Tokenizer {
     }
 
     #[inline(never)]
-    fn decl<'b>(&mut self, buf: &'b [u8], lim: Lim, from: usize) -> Step<'b> {
+    fn decl<'a>(&'a mut self, buf: &'a [u8], lim: Lim, from: usize) -> Step<'a> {
         let b = span(buf, self.pos, lim.end);
         let mut i = from;
         loop {
@@ -784,7 +779,7 @@ impl Tokenizer {
         lim.need_more()
     }
 
-    fn start_tag<'b>(&mut self, buf: &'b [u8], lim: Lim, mut st: TagScan) -> Step<'b> {
+    fn start_tag<'a>(&'a mut self, buf: &'a [u8], lim: Lim, mut st: TagScan) -> Step<'a> {
         let b = span(buf, self.pos, lim.end);
         let max_name = self.limits.max_name_bytes;
         let from = st.i;
@@ -941,13 +936,62 @@ impl Tokenizer {
         self.finish_start(buf, b, tag)
     }
 
+    /// The start tag at `pos`, read by [`fast_start_tag`] and, in the common case
+    /// ([`Self::open_plain`]), opened in the same call.
+    #[inline(never)]
+    fn fast_start<'b>(&mut self, buf: &'b [u8], rest: &'b [u8]) -> Fast<'b> {
+        self.attrs.clear();
+        let Some(c) = fast_start_tag(rest, &mut self.attrs, &self.limits) else {
+            return Fast::Slow;
+        };
+        self.note(c.gt + 1);
+        if !self.is_plain(&c) {
+            return Fast::Tag(c);
+        }
+        let raw = span(rest, 0, c.gt + 1);
+        self.note(raw.len());
+        let Ok(tag) = utf8::from_utf8(raw) else {
+            return Fast::Failed(Error::InvalidUtf8);
+        };
+        match self.open_plain(buf, tag, c) {
+            Ok(opened) => Fast::Open(opened),
+            Err(e) => Fast::Failed(e),
+        }
+    }
+
+    /// Whether [`Self::open_plain`] can open the start tag `c`.
     #[inline]
-    fn finish_start<'b>(
-        &mut self,
-        buf: &'b [u8],
-        b: &'b [u8],
-        c: Complete,
-    ) -> Result<Token<'b>, Error> {
+    fn is_plain(&self, c: &Complete) -> bool {
+        let work = c.attrs;
+        !(self.phase == Phase::Prolog || work.duplicates || work.declarations || work.prefixed)
+            && c.name_colon.is_none()
+    }
+
+    /// The token for a start tag that [`Self::open_plain`] opened.
+    #[inline(always)]
+    fn start_token<'a>(&'a self, o: Opened<'a>) -> Token<'a> {
+        let namespace = match o.namespace {
+            NsOut::Str(ns) => ns,
+            NsOut::Stored(Stored::Arena(a, b)) => sub(&self.ns_arena, a, b),
+            NsOut::Stored(Stored::Header(a, b)) => sub(&self.header_store, a, b),
+        };
+        Token::Start(StartTag {
+            name: QName {
+                prefix: None,
+                local: sub(o.tag, 1, o.name_end),
+            },
+            namespace,
+            attributes: Attributes {
+                tag: o.tag,
+                spans: &self.attrs,
+            },
+            self_closing: o.self_closing,
+            depth: o.depth,
+        })
+    }
+
+    #[inline(always)]
+    fn finish_start<'a>(&'a mut self, buf: &'a [u8], b: &'a [u8], c: Complete) -> Step<'a> {
         let raw = span(b, 0, c.gt + 1);
         self.note(raw.len());
         // Names and whitespace passed the byte tables and values were screened for
@@ -957,8 +1001,13 @@ impl Tokenizer {
     }
 
     /// A complete, lexically valid start tag: namespaces, duplicates, depth.
-    fn open<'b>(&mut self, buf: &'b [u8], tag: &'b str, st: Complete) -> Result<Token<'b>, Error> {
+    fn open<'a>(&'a mut self, buf: &'a [u8], tag: &'a str, st: Complete) -> Step<'a> {
+        if self.is_plain(&st) {
+            let opened = self.open_plain(buf, tag, st)?;
+            return Ok(self.start_token(opened));
+        }
         let header = self.phase == Phase::Prolog;
+        let work = st.attrs;
         let depth = if header { 0 } else { self.frames.len() + 1 };
         if depth > self.limits.max_depth {
             return Err(Error::TooDeep);
@@ -985,7 +1034,6 @@ impl Tokenizer {
         // Duplicates and namespace declarations first (unless the scan ruled them out);
         // prefixed attributes are resolved afterwards, once all of this element's
         // declarations are in scope.
-        let work = st.attrs;
         let prefixed = if work.duplicates || work.declarations || header {
             self.declare(tag, rel, header, work.duplicates)?
         } else {
@@ -1041,20 +1089,17 @@ impl Tokenizer {
         self.pos += tag.len();
         self.decl_allowed = false;
         let namespace = match ns {
-            NsOut::Str(ns) => {
-                self.open_ns = Stored::None;
-                ns
-            }
-            NsOut::Stored(stored) => {
-                self.open_ns = stored;
-                ""
-            }
+            NsOut::Str(ns) => ns,
+            NsOut::Stored(Stored::Arena(a, b)) => sub(&self.ns_arena, a, b),
+            NsOut::Stored(Stored::Header(a, b)) => sub(&self.header_store, a, b),
         };
         let start = StartTag {
             name: QName::at(tag, 1, st.name_colon, st.name_end),
             namespace,
-            // Filled in by `next`.
-            attributes: Attributes { tag, spans: &[] },
+            attributes: Attributes {
+                tag,
+                spans: &self.attrs,
+            },
             self_closing,
             depth,
         };
@@ -1062,6 +1107,69 @@ impl Tokenizer {
             Token::StreamOpen(start)
         } else {
             Token::Start(start)
+        })
+    }
+
+    /// [`Self::open`] for the common element inside a stanza, as the scan found it: an
+    /// unprefixed name, no prefixed attributes, no duplicates, and no namespace
+    /// declaration but perhaps a default one (`xmlns='uri'`) that needs no unescaping.
+    #[inline(always)]
+    fn open_plain<'b>(
+        &mut self,
+        buf: &'b [u8],
+        tag: &'b str,
+        st: Complete,
+    ) -> Result<Opened<'b>, Error> {
+        let depth = self.frames.len() + 1;
+        if depth > self.limits.max_depth {
+            return Err(Error::TooDeep);
+        }
+        if depth == 1 {
+            self.in_stanza = true;
+            self.stanza_start = self.pos;
+        }
+        let rel = self.pos - self.stanza_start;
+        let ns_len = self.ns.len();
+        let outer_default = self.default_ns;
+        let declared = st
+            .attrs
+            .default_decl
+            .and_then(|k| self.attrs.get(k))
+            .copied();
+        let ns = match declared {
+            Some(a) => {
+                // The only rule a default declaration can break is naming a reserved
+                // namespace; the element is in the namespace it declares.
+                let uri = sub(tag, a.value_start, a.value_end);
+                if uri == XML_NS || uri == XMLNS_NS {
+                    return Err(Error::ReservedNamespace);
+                }
+                let at = rel + a.name_end;
+                self.default_ns = NsRef::Stanza(ns_len);
+                self.ns.push(NsDecl {
+                    prefix: Loc::Buf(at, at),
+                    uri: Loc::Buf(rel + a.value_start, rel + a.value_end),
+                });
+                NsOut::Str(uri)
+            }
+            None => self.resolve(buf, outer_default, tag, rel),
+        };
+        self.frames.push(Frame {
+            name: (rel + 1, rel + st.name_end),
+            colon: None,
+            ns_len,
+            outer_default,
+        });
+        if st.self_closing {
+            self.pending = Pending::End;
+        }
+        self.pos += tag.len();
+        Ok(Opened {
+            tag,
+            name_end: st.name_end,
+            namespace: ns,
+            self_closing: st.self_closing,
+            depth,
         })
     }
 
@@ -1348,6 +1456,27 @@ impl Tokenizer {
     }
 }
 
+/// What [`Scanner::fast_start`] made of the start tag at `pos`.
+enum Fast<'b> {
+    /// Opened: the token is all that is left to make.
+    Open(Opened<'b>),
+    /// Read, but [`Scanner::open`] has to open it.
+    Tag(Complete),
+    /// Read, and wrong.
+    Failed(Error),
+    /// Not the common shape, or not complete: the resumable scanner reads it.
+    Slow,
+}
+
+/// A start tag [`Scanner::open_plain`] opened, for its token.
+struct Opened<'b> {
+    tag: &'b str,
+    name_end: usize,
+    namespace: NsOut<'b>,
+    self_closing: bool,
+    depth: usize,
+}
+
 /// A start tag whose `>` was found; offsets are relative to its `<`.
 #[derive(Debug, Clone, Copy)]
 struct Complete {
@@ -1355,7 +1484,7 @@ struct Complete {
     self_closing: bool,
     name_end: usize,
     name_colon: Option<usize>,
-    /// What [`Tokenizer::open`] still has to do with the attributes.
+    /// What [`Scanner::open`] still has to do with the attributes.
     attrs: AttrWork,
 }
 
@@ -1370,7 +1499,7 @@ struct AttrWork {
     prefixed: bool,
     /// With `declarations` false: the index of the one declaration, a default namespace
     /// (`xmlns`) with a value that needs no unescaping, the common case that
-    /// [`Tokenizer::open`] handles without its attribute pass.
+    /// [`Scanner::open`] handles without its attribute pass.
     default_decl: Option<usize>,
 }
 
@@ -1386,12 +1515,12 @@ impl AttrWork {
 
 /// Reads a start tag that lies entirely in `b` (which starts at its `<`) in one
 /// straight pass, recording attributes in `attrs`, checking them for duplicates and
-/// noting what else [`Tokenizer::open`] has to do with them. It takes only the common
+/// noting what else [`Scanner::open`] has to do with them. It takes only the common
 /// shape, ASCII names and `name='value'` with nothing around the `=`; on anything else
 /// (the input ends first, an error, a limit, an unusual shape) it gives up with `None`
 /// and the resumable scanner, which owns all the error reporting, reads the tag
 /// instead; so this only has to agree with it on tags that are valid.
-#[inline(never)]
+#[inline(always)]
 fn fast_start_tag(b: &[u8], attrs: &mut Vec<AttrSpan>, limits: &Limits) -> Option<Complete> {
     let (name_end, name_colon) = chars::fast_qname(b, 1)?;
     if name_end - 1 > limits.max_name_bytes {
@@ -1470,7 +1599,32 @@ fn fast_attribute(b: &[u8], name_start: usize, max_name: usize) -> Option<AttrSp
         return None;
     }
     let value_start = name_end + 2;
-    let mut i = chars::skip_value(b, value_start, quote);
+    // The quote picks one of two scans with constant stop bytes.
+    let i = if quote == b'\'' {
+        chars::skip_value(b, value_start, b'\'')
+    } else {
+        chars::skip_value(b, value_start, b'"')
+    };
+    let (i, plain) = match *b.get(i)? {
+        c if c == quote => (i, true),
+        _ => value_rest(b, i, quote, max_name)?,
+    };
+    Some(AttrSpan {
+        name_start,
+        name_end,
+        colon,
+        value_start,
+        value_end: i,
+        plain,
+    })
+}
+
+/// The rest of an attribute value for [`fast_attribute`] from `b[i]`, the first byte
+/// other than the quote that its scan stopped at (rare, so kept out of the caller's
+/// way): where the value ends, and whether it is still plain (a 0xEF that starts a
+/// character other than U+FFFE or U+FFFF leaves it so).
+#[inline(never)]
+fn value_rest(b: &[u8], mut i: usize, quote: u8, max_name: usize) -> Option<(usize, bool)> {
     let mut plain = true;
     while *b.get(i)? != quote {
         match *b.get(i)? {
@@ -1490,14 +1644,7 @@ fn fast_attribute(b: &[u8], name_start: usize, max_name: usize) -> Option<AttrSp
         }
         i = chars::skip_value(b, i, quote);
     }
-    Some(AttrSpan {
-        name_start,
-        name_end,
-        colon,
-        value_start,
-        value_end: i,
-        plain,
-    })
+    Some((i, plain))
 }
 
 /// The end of the usable input: the buffer, or where the current unit (stanza, or token

@@ -53,7 +53,7 @@ pub(crate) fn same_ascii<'a>(name: &'a [u8], open: &[u8]) -> Option<&'a str> {
 #[inline]
 fn is_ascii(bytes: &[u8]) -> bool {
     let Some(last) = bytes.last_chunk::<16>() else {
-        return bytes.is_ascii();
+        return short_is_ascii(bytes);
     };
     bytes
         .chunks_exact(16)
@@ -64,7 +64,24 @@ fn is_ascii(bytes: &[u8]) -> bool {
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 #[inline]
 fn is_ascii(bytes: &[u8]) -> bool {
-    bytes.is_ascii()
+    if bytes.len() < 16 {
+        short_is_ascii(bytes)
+    } else {
+        bytes.is_ascii()
+    }
+}
+
+/// `bytes.is_ascii()` for fewer than 16 bytes (names, short text): two overlapping
+/// word reads instead of a byte loop.
+#[inline]
+fn short_is_ascii(bytes: &[u8]) -> bool {
+    if let (Some(a), Some(b)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        return (u64::from_le_bytes(*a) | u64::from_le_bytes(*b)) & 0x8080_8080_8080_8080 == 0;
+    }
+    if let (Some(a), Some(b)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+        return (u32::from_le_bytes(*a) | u32::from_le_bytes(*b)) & 0x8080_8080 == 0;
+    }
+    bytes.iter().fold(0, |high, &b| high | b) < 0x80
 }
 
 /// One bit per byte of `block`: its top bit.
