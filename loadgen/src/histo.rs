@@ -204,6 +204,8 @@ pub struct Counters {
     pub replies_ok: u64,
     /// Replies to requests already counted as timed out (not errors twice).
     pub late_replies: u64,
+    /// Logged-in sessions whose TLS state was reduced to their traffic keys.
+    pub tls_compacted: u64,
     pub errors: [u64; ErrorKind::COUNT],
 }
 
@@ -215,6 +217,7 @@ impl Counters {
         self.requests_sent += other.requests_sent;
         self.replies_ok += other.replies_ok;
         self.late_replies += other.late_replies;
+        self.tls_compacted += other.tls_compacted;
         for (mine, theirs) in self.errors.iter_mut().zip(other.errors) {
             *mine += theirs;
         }

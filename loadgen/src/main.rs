@@ -13,6 +13,7 @@ mod net;
 mod plot;
 mod progress;
 mod proxy;
+mod records;
 mod report;
 mod run;
 mod schedule;

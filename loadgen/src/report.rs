@@ -98,6 +98,9 @@ pub struct Sessions {
     pub requested: u64,
     pub started: u64,
     pub established: u64,
+    /// Sessions whose TLS state was reduced to their traffic keys once logged in
+    /// (TLS 1.3 without a -PLUS mechanism).
+    pub tls_compacted: u64,
     pub ramp_seconds: f64,
     /// Established sessions per second of ramp.
     pub setup_rate: f64,
@@ -163,12 +166,20 @@ pub struct Cost {
     /// CPU seconds during request phases.
     pub request_cpu_seconds: f64,
     pub cpu_per_request_us: f64,
+    /// The user-space part of `cpu_per_request_us`; the rest is the kernel's, which on
+    /// loopback includes the server's side of each TCP send. None when the phase used
+    /// under a second of CPU, too little for the kernel's tick-sampled split.
+    pub user_cpu_per_request_us: Option<f64>,
     /// CPU used over wall time and threads during requests (1.0 = every thread busy).
     pub request_cpu_utilization: f64,
     pub rss_before_ramp_bytes: u64,
     pub rss_after_ramp_bytes: u64,
-    /// RSS growth over the ramp per established session.
+    /// RSS growth per session over the second half of the ramp: what one more idle
+    /// session costs (the whole ramp's average when it was too short to split).
     pub rss_per_session_bytes: f64,
+    /// RSS growth over the whole ramp per session, with the histograms and buffers that
+    /// grow early in any run.
+    pub rss_per_session_average_bytes: f64,
     /// Open-file limit after raising it.
     pub nofile_limit: u64,
 }
@@ -254,12 +265,16 @@ impl Summary {
         let c = &self.loadgen;
         let _ = writeln!(
             out,
-            "\nloadgen cost: {} threads, {:.1}µs CPU per login, {:.2}µs CPU per request, {:.0}% CPU while sending, {:.0} bytes RSS per session",
+            "\nloadgen cost: {} threads, {:.1}µs CPU per login, {:.2}µs CPU per request{}, {:.0}% CPU while sending, {:.0} bytes RSS per idle session ({:.0} averaged over the ramp)",
             c.threads,
             c.cpu_per_login_us,
             c.cpu_per_request_us,
+            c.user_cpu_per_request_us
+                .map(|user| format!(" ({user:.2}µs of it user)"))
+                .unwrap_or_default(),
             c.request_cpu_utilization * 100.0,
-            c.rss_per_session_bytes
+            c.rss_per_session_bytes,
+            c.rss_per_session_average_bytes
         );
         if let Some(sat) = &self.saturation {
             let _ = writeln!(

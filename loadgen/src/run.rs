@@ -113,7 +113,7 @@ impl Coordinator<'_> {
         &mut self,
         limit: Duration,
         what: &str,
-        done: impl Fn(&Self) -> bool,
+        mut done: impl FnMut(&Self) -> bool,
     ) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         while !done(self) {
@@ -346,7 +346,8 @@ pub fn run(plan: Plan, options: Options) -> Result<Finished, String> {
 /// CPU time and wall clock at one moment.
 #[derive(Debug, Clone, Copy)]
 struct Mark {
-    cpu: Duration,
+    user: Duration,
+    system: Duration,
     at: Instant,
 }
 
@@ -354,15 +355,23 @@ impl Mark {
     fn now() -> Self {
         let (user, system) = sys::cpu_time();
         Mark {
-            cpu: user + system,
+            user,
+            system,
             at: Instant::now(),
         }
     }
 
+    /// CPU seconds (user + system) and wall seconds since `earlier`.
     fn since(&self, earlier: &Mark) -> (f64, f64) {
+        let (user, system) = self.cpu_since(earlier);
+        (user + system, (self.at - earlier.at).as_secs_f64())
+    }
+
+    /// User and system CPU seconds since `earlier`.
+    fn cpu_since(&self, earlier: &Mark) -> (f64, f64) {
         (
-            (self.cpu.saturating_sub(earlier.cpu)).as_secs_f64(),
-            (self.at - earlier.at).as_secs_f64(),
+            self.user.saturating_sub(earlier.user).as_secs_f64(),
+            self.system.saturating_sub(earlier.system).as_secs_f64(),
         )
     }
 }
@@ -382,7 +391,19 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
     let ramp_limit = Duration::from_secs_f64(sessions / plan.setup_rate)
         + timeout * 6 * (sessions / plan.concurrency.max(1) as f64).ceil().max(1.0) as u32
         + GRACE;
-    c.wait(ramp_limit, "the login ramp", |c| c.phase_done(RAMP_PHASE))?;
+    // RSS and sessions up once half of them are: the growth after that is what more
+    // sessions cost, without the histograms and buffers that grow early in any run.
+    let mut midway: Option<(u64, u64)> = None;
+    c.wait(ramp_limit, "the login ramp", |c| {
+        let up = c
+            .phases
+            .get(&RAMP_PHASE)
+            .map_or(0, |p| p.sample.counters.logins_ok);
+        if midway.is_none() && up > 0 && up * 2 >= plan.sessions {
+            midway = Some((sys::rss_bytes(), up));
+        }
+        c.phase_done(RAMP_PHASE)
+    })?;
     let after_ramp = Mark::now();
     let rss_after = sys::rss_bytes();
     let ramp = c.phases.remove(&RAMP_PHASE).unwrap_or_default();
@@ -392,6 +413,7 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
 
     let mut steps = Vec::new();
     let mut request_cpu = 0.0;
+    let mut request_user = 0.0;
     let mut request_wall = 0.0;
     let mut last_rate = options.rate;
     if established > 0 && options.rate > 0.0 {
@@ -412,7 +434,9 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
             c.wait(length + timeout * 2 + GRACE, "a request phase", |c| {
                 c.phase_done(phase)
             })?;
-            let (cpu, wall) = Mark::now().since(&before);
+            let after = Mark::now();
+            let (cpu, wall) = after.since(&before);
+            request_user += after.cpu_since(&before).0;
             request_cpu += cpu;
             request_wall += wall;
             let totals = c.phases.remove(&phase).unwrap_or_default();
@@ -496,6 +520,11 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
         .map_or(1, |n| n.get())
         .min(plan.threads)
         .max(1);
+    let average_rss = if established > 0 {
+        rss_after.saturating_sub(rss_before) as f64 / established as f64
+    } else {
+        0.0
+    };
     let loadgen = Cost {
         threads: plan.threads,
         ramp_cpu_seconds: ramp_cpu,
@@ -510,6 +539,10 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
         } else {
             0.0
         },
+        // The kernel splits CPU time into user and system by sampling at its timer
+        // tick: under a second of CPU the split says little.
+        user_cpu_per_request_us: (counters.requests_sent > 0 && request_cpu >= 1.0)
+            .then(|| request_user * 1e6 / counters.requests_sent as f64),
         request_cpu_utilization: if request_wall > 0.0 {
             request_cpu / (request_wall * cores as f64)
         } else {
@@ -517,11 +550,15 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
         },
         rss_before_ramp_bytes: rss_before,
         rss_after_ramp_bytes: rss_after,
-        rss_per_session_bytes: if established > 0 {
-            rss_after.saturating_sub(rss_before) as f64 / established as f64
-        } else {
-            0.0
+        rss_per_session_bytes: match midway {
+            // Only when enough of the ramp is left to measure (ramps shorter than a
+            // couple of sample intervals are not split).
+            Some((rss_midway, up)) if established.saturating_sub(up) * 4 >= established => {
+                rss_after.saturating_sub(rss_midway) as f64 / (established - up) as f64
+            }
+            _ => average_rss,
         },
+        rss_per_session_average_bytes: average_rss,
         nofile_limit: options.nofile_limit,
     };
     let summary = Summary {
@@ -532,6 +569,7 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
             requested: plan.sessions,
             started,
             established,
+            tls_compacted: c.all.sample.counters.tls_compacted,
             ramp_seconds: ramp_wall,
             setup_rate: if ramp_wall > 0.0 {
                 established as f64 / ramp_wall

@@ -74,6 +74,8 @@ impl TlsSetup {
         if options.alpn {
             config.alpn_protocols = vec![b"xmpp-client".to_vec()];
         }
+        // Logged-in sessions keep only their traffic keys (see `records`).
+        config.enable_secret_extraction = true;
         if !options.resume {
             config.resumption = Resumption::disabled();
         }

@@ -191,6 +191,8 @@ fn every_request_kind_over_starttls_and_direct_tls() {
         );
     }
     assert_eq!(json["target"]["sasl"], "SCRAM-SHA-256");
+    // Every session went on with its TLS 1.3 keys alone, and closed cleanly that way.
+    assert_eq!(json["sessions"]["tls_compacted"], 8, "{json:#}");
 
     // Direct TLS with tls-exporter channel binding, SCRAM-SHA-1 and two requests in flight.
     let port = edge.direct.to_string();
@@ -216,6 +218,8 @@ fn every_request_kind_over_starttls_and_direct_tls() {
     ]);
     let json = assert_clean(&run, &edge, 4);
     assert_eq!(json["target"]["tls"], "direct");
+    // -PLUS needs rustls's buffered connection, which keeps its state.
+    assert_eq!(json["sessions"]["tls_compacted"], 0, "{json:#}");
 
     // The two logs merge into one report.
     let merged = loadgen(
