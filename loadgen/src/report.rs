@@ -166,20 +166,16 @@ pub struct Cost {
     /// CPU seconds during request phases.
     pub request_cpu_seconds: f64,
     pub cpu_per_request_us: f64,
-    /// The user-space part of `cpu_per_request_us`; the rest is the kernel's, which on
-    /// loopback includes the server's side of each TCP send. None when the phase used
-    /// under a second of CPU, too little for the kernel's tick-sampled split.
-    pub user_cpu_per_request_us: Option<f64>,
     /// CPU used over wall time and threads during requests (1.0 = every thread busy).
     pub request_cpu_utilization: f64,
     pub rss_before_ramp_bytes: u64,
     pub rss_after_ramp_bytes: u64,
-    /// RSS growth per session over the second half of the ramp: what one more idle
-    /// session costs (the whole ramp's average when it was too short to split).
+    /// RSS growth over the whole ramp per established session, with the histograms and
+    /// buffers that grow early in any run.
     pub rss_per_session_bytes: f64,
-    /// RSS growth over the whole ramp per session, with the histograms and buffers that
-    /// grow early in any run.
-    pub rss_per_session_average_bytes: f64,
+    /// RSS growth per session over the second half of the ramp: what one more idle
+    /// session costs. None when the ramp was too short to split.
+    pub rss_per_idle_session_bytes: Option<f64>,
     /// Open-file limit after raising it.
     pub nofile_limit: u64,
 }
@@ -265,16 +261,21 @@ impl Summary {
         let c = &self.loadgen;
         let _ = writeln!(
             out,
-            "\nloadgen cost: {} threads, {:.1}µs CPU per login, {:.2}µs CPU per request{}, {:.0}% CPU while sending, {:.0} bytes RSS per idle session ({:.0} averaged over the ramp)",
+            "\nloadgen cost: {} threads, {:.1}µs CPU per login, {:.2}µs CPU per request, {:.0}% CPU while sending, {}",
             c.threads,
             c.cpu_per_login_us,
             c.cpu_per_request_us,
-            c.user_cpu_per_request_us
-                .map(|user| format!(" ({user:.2}µs of it user)"))
-                .unwrap_or_default(),
             c.request_cpu_utilization * 100.0,
-            c.rss_per_session_bytes,
-            c.rss_per_session_average_bytes
+            match c.rss_per_idle_session_bytes {
+                Some(idle) => format!(
+                    "{idle:.0} bytes RSS per idle session ({:.0} averaged over the ramp)",
+                    c.rss_per_session_bytes
+                ),
+                None => format!(
+                    "{:.0} bytes RSS per session (averaged over a ramp too short to split)",
+                    c.rss_per_session_bytes
+                ),
+            }
         );
         if let Some(sat) = &self.saturation {
             let _ = writeln!(

@@ -346,8 +346,7 @@ pub fn run(plan: Plan, options: Options) -> Result<Finished, String> {
 /// CPU time and wall clock at one moment.
 #[derive(Debug, Clone, Copy)]
 struct Mark {
-    user: Duration,
-    system: Duration,
+    cpu: Duration,
     at: Instant,
 }
 
@@ -355,23 +354,15 @@ impl Mark {
     fn now() -> Self {
         let (user, system) = sys::cpu_time();
         Mark {
-            user,
-            system,
+            cpu: user + system,
             at: Instant::now(),
         }
     }
 
-    /// CPU seconds (user + system) and wall seconds since `earlier`.
     fn since(&self, earlier: &Mark) -> (f64, f64) {
-        let (user, system) = self.cpu_since(earlier);
-        (user + system, (self.at - earlier.at).as_secs_f64())
-    }
-
-    /// User and system CPU seconds since `earlier`.
-    fn cpu_since(&self, earlier: &Mark) -> (f64, f64) {
         (
-            self.user.saturating_sub(earlier.user).as_secs_f64(),
-            self.system.saturating_sub(earlier.system).as_secs_f64(),
+            (self.cpu.saturating_sub(earlier.cpu)).as_secs_f64(),
+            (self.at - earlier.at).as_secs_f64(),
         )
     }
 }
@@ -413,7 +404,6 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
 
     let mut steps = Vec::new();
     let mut request_cpu = 0.0;
-    let mut request_user = 0.0;
     let mut request_wall = 0.0;
     let mut last_rate = options.rate;
     if established > 0 && options.rate > 0.0 {
@@ -434,9 +424,7 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
             c.wait(length + timeout * 2 + GRACE, "a request phase", |c| {
                 c.phase_done(phase)
             })?;
-            let after = Mark::now();
-            let (cpu, wall) = after.since(&before);
-            request_user += after.cpu_since(&before).0;
+            let (cpu, wall) = Mark::now().since(&before);
             request_cpu += cpu;
             request_wall += wall;
             let totals = c.phases.remove(&phase).unwrap_or_default();
@@ -539,10 +527,6 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
         } else {
             0.0
         },
-        // The kernel splits CPU time into user and system by sampling at its timer
-        // tick: under a second of CPU the split says little.
-        user_cpu_per_request_us: (counters.requests_sent > 0 && request_cpu >= 1.0)
-            .then(|| request_user * 1e6 / counters.requests_sent as f64),
         request_cpu_utilization: if request_wall > 0.0 {
             request_cpu / (request_wall * cores as f64)
         } else {
@@ -550,15 +534,14 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
         },
         rss_before_ramp_bytes: rss_before,
         rss_after_ramp_bytes: rss_after,
-        rss_per_session_bytes: match midway {
-            // Only when enough of the ramp is left to measure (ramps shorter than a
-            // couple of sample intervals are not split).
-            Some((rss_midway, up)) if established.saturating_sub(up) * 4 >= established => {
+        rss_per_session_bytes: average_rss,
+        // Only when enough of the ramp is left to measure (ramps shorter than a couple of
+        // sample intervals are not split).
+        rss_per_idle_session_bytes: midway
+            .filter(|&(_, up)| established.saturating_sub(up) * 4 >= established)
+            .map(|(rss_midway, up)| {
                 rss_after.saturating_sub(rss_midway) as f64 / (established - up) as f64
-            }
-            _ => average_rss,
-        },
-        rss_per_session_average_bytes: average_rss,
+            }),
         nofile_limit: options.nofile_limit,
     };
     let summary = Summary {

@@ -70,7 +70,9 @@ pub enum UserAction {
     },
     /// List the accounts.
     List,
-    /// Add many accounts sharing one password (test accounts for load generation).
+    /// Add many test accounts for load generation, sharing one password and one salt (so
+    /// a SCRAM client that caches salted passwords derives it once, not per account); use
+    /// `add` for real accounts.
     AddRange {
         /// JID pattern with one `%d`, replaced by each number: `user%d@localhost`.
         pattern: String,
@@ -262,42 +264,16 @@ fn range_jids(pattern: &str, from: u64, to: u64) -> Result<Vec<String>, String> 
         .collect()
 }
 
-/// Derives credentials for `jids` on all cores (PBKDF2 dominates: thousands of accounts
-/// would otherwise take minutes).
+/// Credentials for `jids`, all derived once: the accounts share the password anyway, and
+/// sharing the salt too means one PBKDF2 run here for any number of accounts, and one per
+/// run in a SCRAM client that caches salted passwords (loadgen), instead of one per login.
 fn derive_many(
     jids: &[String],
     password: &str,
     iterations: u32,
 ) -> Result<Vec<(String, StoredUser)>, String> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = jids.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = jids
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|jid| {
-                            Ok((
-                                jid.clone(),
-                                StoredUser::from_password(password, iterations)
-                                    .map_err(|e| e.to_string())?,
-                            ))
-                        })
-                        .collect::<Result<Vec<_>, String>>()
-                })
-            })
-            .collect();
-        let mut all = Vec::with_capacity(jids.len());
-        for worker in workers {
-            all.extend(
-                worker
-                    .join()
-                    .map_err(|_| "credential derivation failed".to_owned())??,
-            );
-        }
-        Ok(all)
-    })
+    let user = StoredUser::from_password(password, iterations).map_err(|e| e.to_string())?;
+    Ok(jids.iter().map(|jid| (jid.clone(), user.clone())).collect())
 }
 
 /// Reads the password: prompted for without echo when standard input is a terminal

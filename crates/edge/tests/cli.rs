@@ -253,6 +253,14 @@ fn user_add_range() {
     assert!(
         file.users.contains_key("load1@localhost") && file.users.contains_key("load50@localhost")
     );
+    // One derivation for the whole range: a load generator's salted-password cache hits
+    // for every account.
+    let salts: std::collections::HashSet<_> = file
+        .users
+        .values()
+        .map(|user| user.sha256.salt.clone())
+        .collect();
+    assert_eq!(salts.len(), 1);
 }
 
 #[test]
