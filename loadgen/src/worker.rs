@@ -985,11 +985,14 @@ impl Slab {
 }
 
 /// Timeouts by 10 ms tick in a ring covering the longest timeout. Entries may be stale
-/// (the session moved on); firing one only makes the session check its deadlines.
+/// (the session moved on); firing one only makes the session check its deadlines. The
+/// loop wakes for the earliest tick that has entries, not for every tick.
 struct Wheel {
     slots: Vec<Vec<(u32, u32)>>,
-    /// The next tick to fire.
+    /// Every tick before this one has fired; no entry is earlier.
     cursor: u64,
+    /// The earliest tick with entries, when there are any.
+    next: u64,
     len: usize,
 }
 
@@ -999,6 +1002,7 @@ impl Wheel {
         Self {
             slots: vec![Vec::new(); count],
             cursor: now / WHEEL_TICK,
+            next: 0,
             len: 0,
         }
     }
@@ -1008,25 +1012,35 @@ impl Wheel {
         let tick = at.div_ceil(WHEEL_TICK).max(self.cursor);
         let count = self.slots.len() as u64;
         self.slots[(tick % count) as usize].push((index as u32, generation));
+        if self.len == 0 || tick < self.next {
+            self.next = tick;
+        }
         self.len += 1;
     }
 
     /// Moves every entry due by `now` into `out`.
     fn expire(&mut self, now: Nanos, out: &mut Vec<(u32, u32)>) {
         let count = self.slots.len() as u64;
-        while self.len > 0 && self.cursor <= now / WHEEL_TICK {
-            let slot = &mut self.slots[(self.cursor % count) as usize];
+        let now_tick = now / WHEEL_TICK;
+        while self.len > 0 && self.next <= now_tick {
+            let slot = &mut self.slots[(self.next % count) as usize];
             self.len -= slot.len();
             out.append(slot);
-            self.cursor += 1;
+            self.cursor = self.next + 1;
+            // Entries span less than the ring, so the first non-empty slot is the next.
+            if self.len > 0 {
+                self.next = (self.cursor..self.cursor + count)
+                    .find(|tick| !self.slots[(tick % count) as usize].is_empty())
+                    .expect("entries are left, so a slot has some");
+            }
         }
-        if self.len == 0 {
-            self.cursor = self.cursor.max(now / WHEEL_TICK);
-        }
+        // Empty ticks up to now count as fired: later entries stay within the ring.
+        let limit = if self.len > 0 { self.next } else { now_tick };
+        self.cursor = self.cursor.max(now_tick.min(limit));
     }
 
     fn next_time(&self) -> Option<Nanos> {
-        (self.len > 0).then_some(self.cursor * WHEEL_TICK)
+        (self.len > 0).then_some(self.next * WHEEL_TICK)
     }
 }
 
@@ -1645,6 +1659,28 @@ mod tests {
         out.clear();
         wheel.expire(50_000_000, &mut out);
         assert_eq!(out, [(3, 0)]);
+
+        // With nothing due for a while, the next wake is the first tick with entries.
+        out.clear();
+        wheel.push(900_000_000, 4, 0);
+        wheel.push(700_000_000, 5, 0);
+        assert_eq!(wheel.next_time(), Some(700_000_000));
+        wheel.expire(600_000_000, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(wheel.next_time(), Some(700_000_000));
+        wheel.expire(700_000_000, &mut out);
+        assert_eq!(out, [(5, 0)]);
+        assert_eq!(wheel.next_time(), Some(900_000_000));
+        // The ring wraps: an entry a whole span later lands in a reused slot.
+        wheel.push(1_600_000_000, 6, 0);
+        out.clear();
+        wheel.expire(1_000_000_000, &mut out);
+        assert_eq!(out, [(4, 0)]);
+        assert_eq!(wheel.next_time(), Some(1_600_000_000));
+        out.clear();
+        wheel.expire(1_600_000_000, &mut out);
+        assert_eq!(out, [(6, 0)]);
+        assert_eq!(wheel.next_time(), None);
     }
 
     #[test]
