@@ -750,8 +750,8 @@ impl Conn {
 
     /// Trades a logged-in session's rustls connection for its TLS 1.3 traffic keys, once
     /// nothing is half-received or unsent (rustls has handled every record the session
-    /// read). TLS 1.2 and the buffered connection of -PLUS stay with rustls.
-    /// `true` when it did.
+    /// read); returns whether it did. TLS 1.2 and the buffered connection of -PLUS stay
+    /// with rustls.
     fn compact_tls(&mut self) -> Result<bool, Failure> {
         let ready = self.rx_tls.is_empty() && self.tx.is_empty();
         let Some(Tls::Unbuffered(tls)) = self.tls.as_ref() else {

@@ -79,6 +79,8 @@ class Ejabberd:
         self.workdir = workdir
         self.c2s = free_port("127.0.0.1")
         self.c2s_proxy = free_port("127.0.0.1")
+        # Without TLS, for loadgen's --tls none (and its plaintext login cost).
+        self.c2s_plain = free_port("127.0.0.1")
         self.dist = free_port("127.0.0.1")
         self.log = workdir / "logs" / "ejabberd.log"
         self.proc = None
@@ -140,7 +142,10 @@ class Ejabberd:
             + listener.format(port=self.c2s)
             + listener.format(port=self.c2s_proxy)
             + "    use_proxy_protocol: true\n"
-            "modules:\n  mod_disco: {}\n  mod_ping: {}\n  mod_sic: {}\n"
+            + listener.format(port=self.c2s_plain).replace(
+                "starttls_required: true", "starttls: false"
+            )
+            + "modules:\n  mod_disco: {}\n  mod_ping: {}\n  mod_sic: {}\n"
         )
         # Sourced by ejabberdctl: a node name of its own, the distribution on a fixed
         # port instead of epmd, and a cookie instead of ~/.erlang.cookie.
@@ -230,7 +235,8 @@ def run_loadgen(server: Ejabberd, *args: str) -> dict:
     assert summary["errors"]["total"] == 0, result.stderr
     assert summary["sessions"]["established"] == 10, result.stderr
     assert summary["requests"]["ok"] == summary["requests"]["due"] >= 250, result.stderr
-    for metric in ("tls", "sasl", "bind", "sic0-address", "sic1-address", "disco-info", "ping"):
+    steps = ("sasl", "bind") if summary["target"]["tls"] == "none" else ("tls", "sasl", "bind")
+    for metric in (*steps, "sic0-address", "sic1-address", "disco-info", "ping"):
         assert summary["latency_us"][metric]["count"] > 0, (metric, result.stderr)
     return summary
 
@@ -258,3 +264,14 @@ def test_proxy_headers_are_understood_by_ejabberd(ejabberd, version):
         "--proxy", version, "--proxy-sources", "198.51.100.0/24,2001:db8::/64",
     )
     assert summary["latency_us"]["proxy"]["count"] == 10
+
+
+@pytest.mark.parametrize("sasl", ["plain", "scram-sha-1"])
+def test_plaintext_logins_against_ejabberd(ejabberd, sasl):
+    """--tls none: the stream, SASL and bind on a bare TCP connection."""
+    summary = run_loadgen(
+        ejabberd, "--port", str(ejabberd.c2s_plain), "--tls", "none", "--sasl", sasl
+    )
+    assert summary["target"]["tls"] == "none"
+    assert "tls" not in summary["latency_us"]
+    assert summary["sessions"]["tls_compacted"] == 0
