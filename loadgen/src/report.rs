@@ -174,7 +174,7 @@ pub struct Cost {
     /// buffers that grow early in any run.
     pub rss_per_session_bytes: f64,
     /// RSS growth per session over the second half of the ramp: what one more idle
-    /// session costs. None when the ramp was too short to split.
+    /// session costs. None when the ramp was too short or too small to split.
     pub rss_per_idle_session_bytes: Option<f64>,
     /// Open-file limit after raising it.
     pub nofile_limit: u64,
@@ -272,7 +272,7 @@ impl Summary {
                     c.rss_per_session_bytes
                 ),
                 None => format!(
-                    "{:.0} bytes RSS per session (averaged over a ramp too short to split)",
+                    "{:.0} bytes RSS per session (averaged over the ramp, histograms and buffers included)",
                     c.rss_per_session_bytes
                 ),
             }

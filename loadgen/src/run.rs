@@ -367,6 +367,9 @@ impl Mark {
     }
 }
 
+/// Sessions that must come up after the ramp's midway mark for RSS per idle session.
+const MIN_SESSIONS_FOR_IDLE_RSS: u64 = 1000;
+
 fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Finished, String> {
     c.wait(GRACE, "starting", |c| c.started >= c.threads)?;
     let timeout = Duration::from_nanos(plan.profile.timeout);
@@ -535,10 +538,14 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
         rss_before_ramp_bytes: rss_before,
         rss_after_ramp_bytes: rss_after,
         rss_per_session_bytes: average_rss,
-        // Only when enough of the ramp is left to measure (ramps shorter than a couple of
-        // sample intervals are not split).
+        // Only when enough sessions came up after the midway mark: with fewer, the memory
+        // freed by finished logins hides what the later sessions keep (and ramps shorter
+        // than a couple of sample intervals are not split at all).
         rss_per_idle_session_bytes: midway
-            .filter(|&(_, up)| established.saturating_sub(up) * 4 >= established)
+            .filter(|&(_, up)| {
+                let after = established.saturating_sub(up);
+                after >= MIN_SESSIONS_FOR_IDLE_RSS && after * 4 >= established
+            })
             .map(|(rss_midway, up)| {
                 rss_after.saturating_sub(rss_midway) as f64 / (established - up) as f64
             }),
