@@ -68,13 +68,7 @@ fn client(
     let mut streams = Vec::with_capacity(connections);
     for i in 0..connections {
         let stream = std::net::TcpStream::connect(address).expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        stream.set_nonblocking(true).expect("nonblocking");
-        let mut stream = TcpStream::from_std(stream);
-        poll.registry()
-            .register(&mut stream, Token(i), Interest::READABLE)
-            .expect("register");
-        streams.push(stream);
+        streams.push(registered(&poll, stream, i));
     }
     let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK).expect("timerfd");
     poll.registry()
@@ -147,19 +141,25 @@ fn client(
     )
 }
 
+/// A connected socket as both ends use it: no Nagle delay, non-blocking, polled for
+/// reading under `token`.
+fn registered(poll: &Poll, stream: std::net::TcpStream, token: usize) -> TcpStream {
+    stream.set_nodelay(true).expect("nodelay");
+    stream.set_nonblocking(true).expect("nonblocking");
+    let mut stream = TcpStream::from_std(stream);
+    poll.registry()
+        .register(&mut stream, Token(token), Interest::READABLE)
+        .expect("register");
+    stream
+}
+
 /// Echoes every byte back on the connection it came from.
 fn echo(listener: TcpListener, connections: usize) {
     let mut poll = Poll::new().expect("poll");
     let mut streams = Vec::with_capacity(connections);
     for i in 0..connections {
         let (stream, _) = listener.accept().expect("accept");
-        stream.set_nodelay(true).expect("nodelay");
-        stream.set_nonblocking(true).expect("nonblocking");
-        let mut stream = TcpStream::from_std(stream);
-        poll.registry()
-            .register(&mut stream, Token(i), Interest::READABLE)
-            .expect("register");
-        streams.push(stream);
+        streams.push(registered(&poll, stream, i));
     }
     let mut events = Events::with_capacity(1024);
     let mut buf = [0u8; 4096];
