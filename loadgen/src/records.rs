@@ -101,6 +101,8 @@ pub struct Records {
     rx: Direction,
     /// close_notify was opened: nothing after it counts.
     closed: bool,
+    /// Bytes still to come of a post-handshake message (a ticket) that a record split.
+    handshake_rest: u32,
 }
 
 impl Records {
@@ -117,6 +119,7 @@ impl Records {
             tx: Direction::new(suite, secrets.tx.0, tx_key, tx_iv)?,
             rx: Direction::new(suite, secrets.rx.0, rx_key, rx_iv)?,
             closed: false,
+            handshake_rest: 0,
         })
     }
 
@@ -205,7 +208,7 @@ impl Records {
                     plaintext[*filled..*filled + content.len()].copy_from_slice(content);
                     *filled += content.len();
                 }
-                HANDSHAKE => post_handshake(content)?,
+                HANDSHAKE => self.post_handshake(content)?,
                 ALERT => match content {
                     [_, CLOSE_NOTIFY] => self.closed = true,
                     [_, description] => return Err(format!("TLS alert {description}")),
@@ -214,6 +217,39 @@ impl Records {
                 other => return Err(format!("encrypted record of unknown type {other}")),
             }
         }
+    }
+}
+
+impl Records {
+    /// Checks the handshake messages a server sends after the handshake, which may span
+    /// records: tickets are skipped, a KeyUpdate is refused.
+    fn post_handshake(&mut self, content: &[u8]) -> Result<(), String> {
+        let skip = content.len().min(self.handshake_rest as usize);
+        self.handshake_rest -= skip as u32;
+        let mut messages = &content[skip..];
+        while !messages.is_empty() {
+            let [kind, l0, l1, l2, rest @ ..] = messages else {
+                return Err("a TLS handshake message header split across records".into());
+            };
+            match *kind {
+                NEW_SESSION_TICKET => {}
+                KEY_UPDATE => {
+                    return Err(
+                        "the server sent a TLS KeyUpdate, which loadgen cannot follow once a \
+                         session is compacted"
+                            .into(),
+                    );
+                }
+                other => return Err(format!("unexpected handshake message {other}")),
+            }
+            let length = usize::from(*l0) << 16 | usize::from(*l1) << 8 | usize::from(*l2);
+            if length > rest.len() {
+                self.handshake_rest = (length - rest.len()) as u32;
+                return Ok(());
+            }
+            messages = &rest[length..];
+        }
+        Ok(())
     }
 }
 
@@ -230,27 +266,6 @@ fn parts(secrets: &ConnectionTrafficSecrets) -> Result<(Suite, &[u8], &[u8]), St
         }
         _ => return Err("unsupported cipher suite".into()),
     })
-}
-
-/// Checks the handshake messages a server sends after the handshake.
-fn post_handshake(mut messages: &[u8]) -> Result<(), String> {
-    while let [kind, l0, l1, l2, rest @ ..] = messages {
-        let length = usize::from(*l0) << 16 | usize::from(*l1) << 8 | usize::from(*l2);
-        match *kind {
-            NEW_SESSION_TICKET => {}
-            KEY_UPDATE => {
-                return Err(
-                    "the server sent a TLS KeyUpdate, which loadgen cannot follow once a \
-                     session is compacted"
-                        .into(),
-                );
-            }
-            other => return Err(format!("unexpected handshake message {other}")),
-        }
-        // A message split over records is a ticket's tail: nothing in it is needed.
-        messages = rest.get(length..).unwrap_or_default();
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -276,12 +291,14 @@ mod tests {
             tx: direction(suite, 0, 1),
             rx: direction(suite, 3, 2),
             closed: false,
+            handshake_rest: 0,
         };
         let server = Records {
             suite,
             tx: direction(suite, 3, 2),
             rx: direction(suite, 0, 1),
             closed: false,
+            handshake_rest: 0,
         };
         (client, server)
     }
@@ -392,6 +409,31 @@ mod tests {
         server.seal_record(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], &mut wire);
         let (result, _) = open_all(&mut client, &mut wire);
         assert!(result.unwrap_err().contains("KeyUpdate"));
+    }
+
+    #[test]
+    fn a_ticket_split_over_records_is_skipped_whole() {
+        let (mut client, mut server) = pair(Suite::Aes128Gcm);
+        let ticket = [NEW_SESSION_TICKET, 0, 0, 6, 24, 24, 24, 24, 24, 24];
+        let mut wire = Vec::new();
+        server.seal_record(HANDSHAKE, &ticket[..6], &mut wire);
+        // The tail starts with the KeyUpdate type byte: it must not be read as a header.
+        server.seal_record(HANDSHAKE, &ticket[6..], &mut wire);
+        server.seal(b"ok", &mut wire);
+        assert_eq!(
+            open_all(&mut client, &mut wire),
+            (Ok(Opened::NeedInput), b"ok".to_vec())
+        );
+
+        let (mut client, mut server) = pair(Suite::Aes128Gcm);
+        let mut wire = Vec::new();
+        server.seal_record(HANDSHAKE, &ticket[..2], &mut wire);
+        assert!(
+            open_all(&mut client, &mut wire)
+                .0
+                .unwrap_err()
+                .contains("split")
+        );
     }
 
     #[test]
