@@ -537,20 +537,7 @@ impl Scanner {
             b'/' => match self.phase {
                 Phase::Prolog => Err(Error::UnexpectedEndTag),
                 Phase::Closed => Err(Error::AfterStreamClose),
-                Phase::Stream => {
-                    if let Some(end) = self.fast_end_tag(buf, rest) {
-                        return Ok(Token::End(end));
-                    }
-                    self.end_tag(
-                        buf,
-                        lim,
-                        EndScan {
-                            i: 2,
-                            name_end: 0,
-                            colon: None,
-                        },
-                    )
-                }
+                Phase::Stream => self.end(buf, rest, lim),
             },
             b'?' => self.question(buf, lim),
             b'!' => self.bang(rest, lim),
@@ -558,23 +545,7 @@ impl Scanner {
                 if self.phase == Phase::Closed {
                     return Err(Error::AfterStreamClose);
                 }
-                match self.fast_start(buf, rest) {
-                    Fast::Open(opened) => return Ok(self.start_token(opened)),
-                    Fast::Tag(tag) => return self.finish_start(buf, rest, tag),
-                    Fast::Failed(e) => return Err(e),
-                    Fast::Slow => {}
-                }
-                self.attrs.clear();
-                self.start_tag(
-                    buf,
-                    lim,
-                    TagScan {
-                        i: 1,
-                        at: TagAt::Name,
-                        name_end: 0,
-                        name_colon: None,
-                    },
-                )
+                self.start(buf, rest, lim)
             }
             _ => Err(Error::InvalidName),
         }
@@ -936,27 +907,35 @@ impl Scanner {
         self.finish_start(buf, b, tag)
     }
 
-    /// The start tag at `pos`, read by [`fast_start_tag`] and, in the common case
-    /// ([`Self::open_plain`]), opened in the same call.
+    /// The start tag at `pos` (`rest` is the usable input from there): read in one
+    /// pass by [`fast_start_tag`] and, in the common case ([`Self::open_plain`]),
+    /// opened in the same call, which writes the token straight into the caller's;
+    /// anything else goes to the resumable scanner.
     #[inline(never)]
-    fn fast_start<'b>(&mut self, buf: &'b [u8], rest: &'b [u8]) -> Fast<'b> {
+    fn start<'a>(&'a mut self, buf: &'a [u8], rest: &'a [u8], lim: Lim) -> Step<'a> {
         self.attrs.clear();
-        let Some(c) = fast_start_tag(rest, &mut self.attrs, &self.limits) else {
-            return Fast::Slow;
-        };
-        self.note(c.gt + 1);
-        if !self.is_plain(&c) {
-            return Fast::Tag(c);
+        if let Some(c) = fast_start_tag(rest, &mut self.attrs, &self.limits) {
+            self.note(c.gt + 1);
+            if !self.is_plain(&c) {
+                return self.finish_start(buf, rest, c);
+            }
+            let raw = span(rest, 0, c.gt + 1);
+            self.note(raw.len());
+            let tag = utf8::from_utf8(raw).map_err(|_| Error::InvalidUtf8)?;
+            let opened = self.open_plain(buf, tag, c)?;
+            return Ok(self.start_token(opened));
         }
-        let raw = span(rest, 0, c.gt + 1);
-        self.note(raw.len());
-        let Ok(tag) = utf8::from_utf8(raw) else {
-            return Fast::Failed(Error::InvalidUtf8);
-        };
-        match self.open_plain(buf, tag, c) {
-            Ok(opened) => Fast::Open(opened),
-            Err(e) => Fast::Failed(e),
-        }
+        self.attrs.clear();
+        self.start_tag(
+            buf,
+            lim,
+            TagScan {
+                i: 1,
+                at: TagAt::Name,
+                name_end: 0,
+                name_colon: None,
+            },
+        )
     }
 
     /// Whether [`Self::open_plain`] can open the start tag `c`.
@@ -1286,6 +1265,7 @@ impl Scanner {
     /// from there instead of validating its bytes as UTF-8 again each time; each
     /// declaration is copied at most once per stanza, so the arena stays within the
     /// stanza's size.
+    #[inline]
     fn resolve<'b>(&mut self, buf: &'b [u8], r: NsRef, tag: &'b str, rel: usize) -> NsOut<'b> {
         let (uri, slot) = match r {
             NsRef::Empty => return NsOut::Str(""),
@@ -1301,18 +1281,43 @@ impl Scanner {
         };
         match uri {
             Loc::Buf(a, b) if a >= rel => NsOut::Str(sub(tag, a - rel, b - rel)),
-            Loc::Buf(a, b) => {
-                let s = utf8::from_utf8(self.in_buf(buf, (a, b))).unwrap_or_default();
-                let at = store(&mut self.ns_arena, s);
-                let end = self.ns_arena.len();
-                if let Some(d) = slot.and_then(|i| self.ns.get_mut(i)) {
-                    d.uri = Loc::Arena(at, end);
-                }
-                NsOut::Stored(Stored::Arena(at, end))
-            }
+            Loc::Buf(a, b) => NsOut::Stored(self.arena_copy(buf, (a, b), slot)),
             Loc::Arena(a, b) => NsOut::Stored(Stored::Arena(a, b)),
             Loc::Header(a, b) => NsOut::Stored(Stored::Header(a, b)),
         }
+    }
+
+    /// [`Self::resolve`]'s copy of the namespace name at `at` (relative to the stanza
+    /// start) into `ns_arena`, recorded in declaration `slot`; once per declaration and
+    /// stanza, so kept out of the common path.
+    #[inline(never)]
+    fn arena_copy(&mut self, buf: &[u8], at: (usize, usize), slot: Option<usize>) -> Stored {
+        let s = utf8::from_utf8(self.in_buf(buf, at)).unwrap_or_default();
+        let start = store(&mut self.ns_arena, s);
+        let end = self.ns_arena.len();
+        if let Some(d) = slot.and_then(|i| self.ns.get_mut(i)) {
+            d.uri = Loc::Arena(start, end);
+        }
+        Stored::Arena(start, end)
+    }
+
+    /// The end tag at `pos` (`rest` is the usable input from there): the common one
+    /// compared with the open element's name in the same call, which writes the token
+    /// straight into the caller's; anything else goes to the resumable scanner.
+    #[inline(never)]
+    fn end<'a>(&'a mut self, buf: &'a [u8], rest: &'a [u8], lim: Lim) -> Step<'a> {
+        if let Some(end) = self.fast_end_tag(buf, rest) {
+            return Ok(Token::End(end));
+        }
+        self.end_tag(
+            buf,
+            lim,
+            EndScan {
+                i: 2,
+                name_end: 0,
+                colon: None,
+            },
+        )
     }
 
     /// The common end tag, `</name>` naming the open element of the stanza exactly,
@@ -1320,7 +1325,7 @@ impl Scanner {
     /// start tag. `None` for anything else (whitespace before `>`, a mismatch, the input
     /// cut short, the stream's end tag), which [`Self::end_tag`] then reads and reports.
     /// `rest` is the usable input from `pos` on.
-    #[inline]
+    #[inline(always)]
     fn fast_end_tag<'b>(&mut self, buf: &'b [u8], rest: &'b [u8]) -> Option<EndTag<'b>> {
         let f = *self.frames.last()?;
         let open = self.in_buf(buf, f.name);
@@ -1454,18 +1459,6 @@ impl Scanner {
     fn in_buf<'s>(&self, buf: &'s [u8], (a, b): (usize, usize)) -> &'s [u8] {
         span(buf, self.stanza_start + a, self.stanza_start + b)
     }
-}
-
-/// What [`Scanner::fast_start`] made of the start tag at `pos`.
-enum Fast<'b> {
-    /// Opened: the token is all that is left to make.
-    Open(Opened<'b>),
-    /// Read, but [`Scanner::open`] has to open it.
-    Tag(Complete),
-    /// Read, and wrong.
-    Failed(Error),
-    /// Not the common shape, or not complete: the resumable scanner reads it.
-    Slow,
 }
 
 /// A start tag [`Scanner::open_plain`] opened, for its token.
