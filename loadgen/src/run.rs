@@ -370,6 +370,17 @@ impl Mark {
 /// Sessions that must come up after the ramp's midway mark for RSS per idle session.
 const MIN_SESSIONS_FOR_IDLE_RSS: u64 = 1000;
 
+/// RSS growth per session after the ramp's midway mark (`midway`: RSS and sessions up
+/// then). Only when enough sessions came up after it: with fewer, the memory freed by
+/// finished logins hides what the later sessions keep (and ramps shorter than a couple
+/// of sample intervals, whose mark comes at the end, are not split at all).
+fn idle_session_rss(midway: Option<(u64, u64)>, established: u64, rss_after: u64) -> Option<f64> {
+    let (rss_midway, up) = midway?;
+    let after = established.saturating_sub(up);
+    (after >= MIN_SESSIONS_FOR_IDLE_RSS && after * 4 >= established)
+        .then(|| rss_after.saturating_sub(rss_midway) as f64 / after as f64)
+}
+
 fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Finished, String> {
     c.wait(GRACE, "starting", |c| c.started >= c.threads)?;
     let timeout = Duration::from_nanos(plan.profile.timeout);
@@ -538,17 +549,7 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
         rss_before_ramp_bytes: rss_before,
         rss_after_ramp_bytes: rss_after,
         rss_per_session_bytes: average_rss,
-        // Only when enough sessions came up after the midway mark: with fewer, the memory
-        // freed by finished logins hides what the later sessions keep (and ramps shorter
-        // than a couple of sample intervals are not split at all).
-        rss_per_idle_session_bytes: midway
-            .filter(|&(_, up)| {
-                let after = established.saturating_sub(up);
-                after >= MIN_SESSIONS_FOR_IDLE_RSS && after * 4 >= established
-            })
-            .map(|(rss_midway, up)| {
-                rss_after.saturating_sub(rss_midway) as f64 / (established - up) as f64
-            }),
+        rss_per_idle_session_bytes: idle_session_rss(midway, established, rss_after),
         nofile_limit: options.nofile_limit,
     };
     let summary = Summary {
@@ -690,4 +691,25 @@ fn judge(summary: &mut Summary, saturating: bool) {
     }
     summary.pass = failure.is_none();
     summary.failure = failure;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_session_rss_counts_only_a_large_enough_second_half() {
+        // 10,000 sessions, 5,000 up at the mark: 4 MB more for the other 5,000.
+        let rss = idle_session_rss(Some((100_000_000, 5_000)), 10_000, 104_000_000);
+        assert_eq!(rss, Some(800.0));
+        // Memory freed by finished logins can make RSS shrink: that is no growth.
+        assert_eq!(
+            idle_session_rss(Some((100_000_000, 5_000)), 10_000, 90_000_000),
+            Some(0.0)
+        );
+        // Too few sessions after the mark, a mark at the very end, or no mark at all.
+        assert_eq!(idle_session_rss(Some((1, 600)), 1_200, 2), None);
+        assert_eq!(idle_session_rss(Some((1, 9_000)), 10_000, 2), None);
+        assert_eq!(idle_session_rss(None, 10_000, 2), None);
+    }
 }
