@@ -401,5 +401,7 @@ fn tls_records_split_across_many_reads() {
             json["requests"]["ok"].as_u64().unwrap_or(0) >= 15,
             "{json:#}"
         );
+        // Once logged in, the dribbled records went through loadgen's own record layer.
+        assert_eq!(json["sessions"]["tls_compacted"], 4, "{json:#}");
     }
 }
