@@ -836,6 +836,7 @@ mod tests {
             fn scram_credentials(
                 &self,
                 user: &str,
+                _: &str,
                 _: session::sasl::ScramHash,
             ) -> Option<session::sasl::ScramCredentials> {
                 (user == "alice").then(|| self.0.clone())

@@ -221,7 +221,8 @@ struct Account {
     sha256: ScramCredentials,
 }
 
-type Table = HashMap<String, Arc<Account>>;
+/// Accounts by domain, then by local part: lookups borrow both without building a JID.
+type Table = HashMap<String, HashMap<String, Arc<Account>>>;
 
 /// The accounts of the served domains, swapped whole on reload so lookups never see a
 /// half-loaded file.
@@ -248,7 +249,7 @@ pub struct LoadReport {
     pub accounts: usize,
     /// The file did not exist (no accounts).
     pub missing: bool,
-    /// Entries skipped, with why (domain not served, local part on two domains).
+    /// Entries skipped, with why (domain not served).
     pub skipped: Vec<String>,
 }
 
@@ -285,15 +286,12 @@ impl UserStore {
             ) else {
                 continue;
             };
-            // The session asks by local part only, so one local part maps to one account.
-            if table
-                .insert(local.clone(), Arc::new(Account { sha1, sha256 }))
-                .is_some()
-            {
-                skipped.push(format!("{jid}: local part {local:?} exists on another served domain; the last entry wins"));
-            }
+            table
+                .entry(domain)
+                .or_default()
+                .insert(local, Arc::new(Account { sha1, sha256 }));
         }
-        let accounts = table.len();
+        let accounts = table.values().map(HashMap::len).sum();
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
         Ok(LoadReport {
             accounts,
@@ -303,7 +301,8 @@ impl UserStore {
     }
 
     pub fn len(&self) -> usize {
-        self.table.read().unwrap_or_else(|e| e.into_inner()).len()
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        table.values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -312,9 +311,14 @@ impl UserStore {
 }
 
 impl session::Accounts for UserStore {
-    fn scram_credentials(&self, user: &str, hash: ScramHash) -> Option<ScramCredentials> {
+    fn scram_credentials(
+        &self,
+        user: &str,
+        domain: &str,
+        hash: ScramHash,
+    ) -> Option<ScramCredentials> {
         let table = Arc::clone(&self.table.read().unwrap_or_else(|e| e.into_inner()));
-        let account = table.get(user)?;
+        let account = table.get(domain)?.get(user)?;
         Some(match hash {
             ScramHash::Sha1 => account.sha1.clone(),
             ScramHash::Sha256 => account.sha256.clone(),
@@ -363,13 +367,49 @@ mod tests {
         let (store, report) = UserStore::open(&path, &["localhost".to_owned()]).unwrap();
         assert_eq!(report.accounts, 1);
         assert_eq!(report.skipped.len(), 1);
-        let creds = store.scram_credentials("alice", ScramHash::Sha256).unwrap();
+        let creds = store
+            .scram_credentials("alice", "localhost", ScramHash::Sha256)
+            .unwrap();
         assert!(creds.verify_password("secret", ScramHash::Sha256));
-        assert!(store.scram_credentials("bob", ScramHash::Sha1).is_none());
+        assert!(
+            store
+                .scram_credentials("bob", "localhost", ScramHash::Sha1)
+                .is_none()
+        );
 
         std::fs::write(&path, "[users.broken]\n").unwrap();
         assert!(store.reload().is_err());
         assert_eq!(store.len(), 1, "a broken file keeps the old accounts");
+    }
+
+    #[test]
+    fn the_same_local_part_on_two_domains_is_two_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let mut file = UsersFile::default();
+        for (jid, password) in [("alice@a.example", "first"), ("alice@b.example", "second")] {
+            file.users
+                .insert(jid.into(), StoredUser::from_password(password, 16).unwrap());
+        }
+        file.save(&path).unwrap();
+        let domains = ["a.example".to_owned(), "b.example".to_owned()];
+        let (store, report) = UserStore::open(&path, &domains).unwrap();
+        assert_eq!((report.accounts, report.skipped.len()), (2, 0));
+        let password = |domain| {
+            let creds = store
+                .scram_credentials("alice", domain, ScramHash::Sha256)
+                .unwrap();
+            ["first", "second"]
+                .into_iter()
+                .find(|p| creds.verify_password(p, ScramHash::Sha256))
+        };
+        assert_eq!(password("a.example"), Some("first"));
+        assert_eq!(password("b.example"), Some("second"));
+        assert!(
+            store
+                .scram_credentials("alice", "c.example", ScramHash::Sha256)
+                .is_none()
+        );
     }
 
     #[test]

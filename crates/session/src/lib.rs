@@ -42,10 +42,12 @@ pub use error::StreamCondition;
 
 /// Where credentials come from; the edge implements it over its users file.
 pub trait Accounts: Send + Sync + std::fmt::Debug {
-    /// The stored SCRAM credentials of the local part `user` for `hash`, if the account exists.
+    /// The stored SCRAM credentials of the account `user@domain` (the local part a client
+    /// authenticates as, on the served domain its stream names) for `hash`, if it exists.
     fn scram_credentials(
         &self,
         user: &str,
+        domain: &str,
         hash: sasl::ScramHash,
     ) -> Option<sasl::ScramCredentials>;
 }

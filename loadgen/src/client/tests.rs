@@ -181,8 +181,13 @@ fn scram_login_against_the_real_server_side() {
         #[derive(Debug)]
         struct One(ScramCredentials, ScramHash);
         impl session::Accounts for One {
-            fn scram_credentials(&self, user: &str, hash: ScramHash) -> Option<ScramCredentials> {
-                (user == "user1" && hash == self.1).then(|| self.0.clone())
+            fn scram_credentials(
+                &self,
+                user: &str,
+                domain: &str,
+                hash: ScramHash,
+            ) -> Option<ScramCredentials> {
+                (user == "user1" && domain == "localhost" && hash == self.1).then(|| self.0.clone())
             }
         }
         let accounts = One(

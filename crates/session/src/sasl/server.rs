@@ -194,7 +194,7 @@ impl ServerExchange {
             check_authzid(&authzid, &username, ctx.domain)?;
         }
 
-        let (credentials, known) = lookup(ctx.accounts, &username, hash);
+        let (credentials, known) = lookup(ctx.accounts, &username, ctx.domain, hash);
         let nonce = format!("{client_nonce}{server_nonce}");
         let server_first = format!(
             "r={nonce},s={},i={}",
@@ -276,7 +276,12 @@ fn plain(message: &[u8], ctx: &ServerContext<'_>) -> Result<Step, Failure> {
     }
     let stored = [ScramHash::Sha256, ScramHash::Sha1]
         .into_iter()
-        .find_map(|hash| Some((ctx.accounts.scram_credentials(username, hash)?, hash)));
+        .find_map(|hash| {
+            Some((
+                ctx.accounts.scram_credentials(username, ctx.domain, hash)?,
+                hash,
+            ))
+        });
     // An unknown user costs the same PBKDF2 run as a known one.
     let (credentials, hash, known) = match stored {
         Some((credentials, hash)) => (credentials, hash, true),
@@ -311,8 +316,13 @@ fn check_authzid(authzid: &str, username: &str, domain: &str) -> Result<(), Fail
 
 /// The user's credentials, or convincing fake ones so an unknown name is not revealed by
 /// the shape of server-first.
-fn lookup(accounts: &dyn Accounts, username: &str, hash: ScramHash) -> (ScramCredentials, Choice) {
-    match accounts.scram_credentials(username, hash) {
+fn lookup(
+    accounts: &dyn Accounts,
+    username: &str,
+    domain: &str,
+    hash: ScramHash,
+) -> (ScramCredentials, Choice) {
+    match accounts.scram_credentials(username, domain, hash) {
         Some(credentials) => (credentials, Choice::from(1)),
         None => (fake_credentials(username, hash), Choice::from(0)),
     }

@@ -13,7 +13,15 @@ const EXPORTER: [u8; 32] = [7; 32];
 struct TestAccounts(HashMap<(&'static str, ScramHash), ScramCredentials>);
 
 impl Accounts for TestAccounts {
-    fn scram_credentials(&self, user: &str, hash: ScramHash) -> Option<ScramCredentials> {
+    fn scram_credentials(
+        &self,
+        user: &str,
+        domain: &str,
+        hash: ScramHash,
+    ) -> Option<ScramCredentials> {
+        if domain != DOMAIN {
+            return None;
+        }
         self.0
             .iter()
             .find(|((name, h), _)| *name == user && *h == hash)
@@ -325,6 +333,32 @@ fn wrong_password_and_unknown_user_fail_alike() {
         let message = plain_client_response(None, user, password);
         let (_, step) = ServerExchange::start(Mechanism::Plain, Some(&message), &plain_ctx());
         assert_eq!(step, fail(Failure::NotAuthorized));
+    }
+}
+
+#[test]
+fn accounts_are_those_of_the_streams_domain() {
+    let mut cache = SaltedPasswordCache::default();
+    let mut other = plain_ctx();
+    other.domain = "other.example";
+    for ctx in [&plain_ctx(), &other] {
+        let expected = |step: &Step| match ctx.domain {
+            DOMAIN => matches!(step, Step::Success { .. }),
+            _ => *step == fail(Failure::NotAuthorized),
+        };
+        let binding = ChannelBinding::Unsupported;
+        let step = scram_login(
+            ScramHash::Sha256,
+            "user",
+            "pencil",
+            binding,
+            ctx,
+            &mut cache,
+        );
+        assert!(expected(&step), "{} {step:?}", ctx.domain);
+        let message = plain_client_response(None, "user", "pencil");
+        let (_, step) = ServerExchange::start(Mechanism::Plain, Some(&message), ctx);
+        assert!(expected(&step), "{} {step:?}", ctx.domain);
     }
 }
 

@@ -50,7 +50,7 @@ impl TestAccounts {
 }
 
 impl Accounts for TestAccounts {
-    fn scram_credentials(&self, user: &str, hash: ScramHash) -> Option<ScramCredentials> {
+    fn scram_credentials(&self, user: &str, _: &str, hash: ScramHash) -> Option<ScramCredentials> {
         self.credentials.get(&(user.to_owned(), hash)).cloned()
     }
 }
