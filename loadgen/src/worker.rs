@@ -375,7 +375,7 @@ impl Conn {
     /// Reads ciphertext after what is left of the last read into the thread's buffer, runs
     /// rustls over it and feeds the plaintext to the client. What rustls could not use yet
     /// (the start of a record) goes back to `rx_tls`; a short read means the socket is
-    /// drained.
+    /// drained. A logged-in session is compacted here (see [`Conn::compact_tls`]).
     fn read_unbuffered(
         &mut self,
         plan: &Plan,
@@ -391,7 +391,16 @@ impl Conn {
         // Output left over belongs to a session that ended (or could not send it).
         sh.out.clear();
         keep_unprocessed(&mut self.rx_tls, &sh.cipher[..used]);
-        result
+        match result {
+            // A logged-in session trades rustls for its keys once nothing is pending.
+            Ok(Outcome::Open) if self.client.state() == State::Ready => {
+                if self.compact_tls()? {
+                    sh.rec.counters().tls_compacted += 1;
+                }
+                Ok(Outcome::Open)
+            }
+            other => other,
+        }
     }
 
     /// The loop of [`Conn::read_unbuffered`]; `cipher[..used]` is the unprocessed input.
@@ -1398,21 +1407,6 @@ impl Worker {
         before_outstanding: usize,
         result: Result<Outcome, Failure>,
     ) {
-        let result = match result {
-            Ok(Outcome::Open) => match self.conns.get(index, generation) {
-                Some(conn) if conn.client.state() == State::Ready => match conn.compact_tls() {
-                    Ok(compacted) => {
-                        if compacted {
-                            self.sh.rec.counters().tls_compacted += 1;
-                        }
-                        Ok(Outcome::Open)
-                    }
-                    Err(failure) => Err(failure),
-                },
-                _ => Ok(Outcome::Open),
-            },
-            other => other,
-        };
         if result != Ok(Outcome::Open) {
             // The session ends here: whatever it had outstanding is settled by dropping
             // it, and a login still in progress is finished (unsuccessfully).
