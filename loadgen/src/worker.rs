@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -292,21 +293,17 @@ impl Conn {
                     detail: "oversized element from the server".into(),
                 });
             }
-            match self.sock.read(&mut sh.scratch[*filled..]) {
-                Ok(0) => return self.eof("closed by the server"),
-                Ok(n) => {
-                    *filled += n;
-                    if self.deliver(plan, sh, clock, filled)? == Outcome::Closed {
-                        return Ok(Outcome::Closed);
-                    }
-                    // A short read drained the socket; new data brings a new edge.
-                    if n < space && self.tls.is_none() {
-                        return Ok(Outcome::Open);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Outcome::Open),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.client.peer_closed(&format!("failed ({e})"))),
+            let n = match self.recv(&mut sh.scratch[*filled..]) {
+                ControlFlow::Continue(n) => n,
+                ControlFlow::Break(done) => return done,
+            };
+            *filled += n;
+            if self.deliver(plan, sh, clock, filled)? == Outcome::Closed {
+                return Ok(Outcome::Closed);
+            }
+            // A short read drained the socket; new data brings a new edge.
+            if n < space && self.tls.is_none() {
+                return Ok(Outcome::Open);
             }
         }
     }
@@ -321,12 +318,9 @@ impl Conn {
         filled: &mut usize,
     ) -> Result<Outcome, Failure> {
         loop {
-            let n = match self.sock.read(&mut sh.cipher) {
-                Ok(0) => return self.eof("closed by the server"),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Outcome::Open),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.client.peer_closed(&format!("failed ({e})"))),
+            let n = match self.recv(&mut sh.cipher) {
+                ControlFlow::Continue(n) => n,
+                ControlFlow::Break(done) => return done,
             };
             let mut offset = 0;
             while offset < n {
@@ -417,12 +411,9 @@ impl Conn {
             if space == 0 {
                 return Err(tls_failure("TLS message larger than the receive buffer"));
             }
-            let n = match self.sock.read(&mut sh.cipher[*used..]) {
-                Ok(0) => return self.eof("closed by the server"),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Outcome::Open),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.client.peer_closed(&format!("failed ({e})"))),
+            let n = match self.recv(&mut sh.cipher[*used..]) {
+                ControlFlow::Continue(n) => n,
+                ControlFlow::Break(done) => return done,
             };
             *used += n;
             let mut offset = 0;
@@ -679,6 +670,22 @@ impl Conn {
             }
             Action::Close => Ok(Outcome::Closed),
         }
+    }
+
+    /// One read from the socket into `buf` (retried when interrupted): `Continue` with
+    /// the bytes read, or `Break` with what the caller returns: open when the socket has
+    /// nothing more now, the end of the stream, or a failure.
+    fn recv(&mut self, buf: &mut [u8]) -> ControlFlow<Result<Outcome, Failure>, usize> {
+        let done = loop {
+            match self.sock.read(buf) {
+                Ok(0) => break self.eof("closed by the server"),
+                Ok(n) => return ControlFlow::Continue(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(Outcome::Open),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(self.client.peer_closed(&format!("failed ({e})"))),
+            }
+        };
+        ControlFlow::Break(done)
     }
 
     fn eof(&self, why: &str) -> Result<Outcome, Failure> {
