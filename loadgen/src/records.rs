@@ -450,7 +450,10 @@ mod tests {
         let (mut client, _) = pair(Suite::Aes128Gcm);
         let mut wire = Vec::new();
         client.seal(b"mine", &mut wire);
-        assert!(open_all(&mut client, &mut wire).0.is_err());
+        assert_eq!(
+            open_all(&mut client, &mut wire).0,
+            Err("a record failed to decrypt (bad_record_mac)".into())
+        );
 
         let (mut client, mut server) = pair(Suite::Aes128Gcm);
         let mut wire = Vec::new();
@@ -462,8 +465,52 @@ mod tests {
 
         let (mut client, _) = pair(Suite::Aes128Gcm);
         let mut plain_alert = vec![ALERT, 3, 3, 0, 2, 2, 40];
-        assert!(open_all(&mut client, &mut plain_alert).0.is_err());
+        assert_eq!(
+            open_all(&mut client, &mut plain_alert).0,
+            Err("unencrypted record of type 21 after the handshake".into())
+        );
         let mut huge = vec![APPLICATION_DATA, 3, 3, 0xff, 0xff];
-        assert!(open_all(&mut client, &mut huge).0.is_err());
+        assert_eq!(
+            open_all(&mut client, &mut huge).0,
+            Err("record of 65535 bytes from the server".into())
+        );
+    }
+
+    #[test]
+    fn malformed_records_and_contents_are_named() {
+        let opened = |build: &dyn Fn(&mut Records, &mut Vec<u8>)| {
+            let (mut client, mut server) = pair(Suite::Aes256Gcm);
+            let mut wire = Vec::new();
+            build(&mut server, &mut wire);
+            open_all(&mut client, &mut wire).0
+        };
+        let error = |text: &str| Err(text.to_owned());
+        assert_eq!(
+            opened(&|_, wire| wire.extend_from_slice(&[99, 3, 3, 0, 17])),
+            error("record of unknown type 99")
+        );
+        assert_eq!(
+            opened(&|_, wire| {
+                wire.extend_from_slice(&[APPLICATION_DATA, 3, 3, 0, 16]);
+                wire.extend_from_slice(&[0; 16]);
+            }),
+            error("record too short to be encrypted")
+        );
+        assert_eq!(
+            opened(&|server, wire| server.seal_record(0, &[], wire)),
+            error("record without a content type")
+        );
+        assert_eq!(
+            opened(&|server, wire| server.seal_record(42, b"x", wire)),
+            error("encrypted record of unknown type 42")
+        );
+        assert_eq!(
+            opened(&|server, wire| server.seal_record(ALERT, &[2], wire)),
+            error("malformed TLS alert")
+        );
+        assert_eq!(
+            opened(&|server, wire| server.seal_record(HANDSHAKE, &[2, 0, 0, 0], wire)),
+            error("unexpected handshake message 2")
+        );
     }
 }
