@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 
 use crate::Error;
-use crate::chars::{RefState, RefStep, find, numeric, predefined, scan_ref};
+use crate::chars::{RefState, RefStep, find, reference, scan_ref};
+use crate::utf8;
 
 /// Resolve the five predefined entities and numeric character references in `raw` text,
 /// and normalize its line ends (`\r\n` and a lone `\r` become `\n`, XML 1.0 section
@@ -30,7 +31,16 @@ pub(crate) fn unescape_attr_into(raw: &str, out: &mut String) -> Result<(), Erro
             out.push_str(raw);
             Ok(())
         }
-        Some(first) => resolve(raw, first, out, Mode::Attr),
+        Some(first) => {
+            let mut bytes = std::mem::take(out).into_bytes();
+            let kept = bytes.len();
+            let resolved = resolve(raw, first, &mut bytes, Mode::Attr);
+            if resolved.is_err() {
+                bytes.truncate(kept);
+            }
+            *out = utf8::resolved_string(bytes);
+            resolved
+        }
     }
 }
 
@@ -40,16 +50,21 @@ enum Mode {
     Attr,
 }
 
+#[inline]
 fn owned_if_needed(raw: &str, first: Option<usize>, mode: Mode) -> Result<Cow<'_, str>, Error> {
     match first {
         None => Ok(Cow::Borrowed(raw)),
-        Some(first) => {
-            // A reference or a CR LF pair is never shorter than what replaces it.
-            let mut out = String::with_capacity(raw.len());
-            resolve(raw, first, &mut out, mode)?;
-            Ok(Cow::Owned(out))
-        }
+        Some(first) => owned(raw, first, mode).map(Cow::Owned),
     }
+}
+
+/// `raw`, which needs work at `first`, unescaped into a new string.
+fn owned(raw: &str, first: usize, mode: Mode) -> Result<String, Error> {
+    // A reference or a CR LF pair is never shorter than what replaces it; the slack
+    // is for `copy_run`'s last block, which may overshoot the run before it is cut back.
+    let mut out = Vec::with_capacity(raw.len() + BLOCK);
+    resolve(raw, first, &mut out, mode)?;
+    Ok(utf8::resolved_string(out))
 }
 
 /// The next byte at or after `from` that unescaping must replace.
@@ -64,18 +79,48 @@ fn next_special(b: &[u8], from: usize, mode: Mode) -> Option<usize> {
     (k < b.len()).then_some(k)
 }
 
-/// `raw` needs work at `first`: append it to `out` unescaped and normalized.
-fn resolve(raw: &str, first: usize, out: &mut String, mode: Mode) -> Result<(), Error> {
+/// Bytes [`copy_run`] moves per step.
+const BLOCK: usize = 16;
+
+/// Appends `raw[from..to]` to `out`. Runs between references are short, and a `memcpy`
+/// call per run costs more than the copy: whole 16-byte blocks are copied instead (a
+/// fixed-size copy is two instructions), the last one overshooting the run where `raw`
+/// goes on, and `out` is cut back to the run's end.
+#[inline(always)]
+fn copy_run(raw: &[u8], from: usize, to: usize, out: &mut Vec<u8>) {
+    let end = out.len() + (to - from);
+    let mut i = from;
+    while i < to {
+        match raw
+            .get(i..i + BLOCK)
+            .and_then(|s| <&[u8; BLOCK]>::try_from(s).ok())
+        {
+            Some(block) => out.extend_from_slice(block),
+            None => {
+                out.extend(raw.get(i..to).unwrap_or_default());
+                break;
+            }
+        }
+        i += BLOCK;
+    }
+    out.truncate(end);
+}
+
+/// `raw` needs work at `first`: append it to `out` unescaped and normalized. What is
+/// appended is `raw` cut only before and after ASCII bytes (`&`, `;`, tab, LF, CR),
+/// with whole characters in between, so it is valid UTF-8 whenever `raw` is (which
+/// [`utf8::resolved_string`] relies on); on an error, `out` may end with part of it.
+fn resolve(raw: &str, first: usize, out: &mut Vec<u8>, mode: Mode) -> Result<(), Error> {
     let bytes = raw.as_bytes();
     let mut done = 0;
     let mut at = first;
     while let Some(&c) = bytes.get(at) {
-        out.push_str(raw.get(done..at).unwrap_or_default());
+        copy_run(bytes, done, at, out);
         if c == b'&' {
             let rest = bytes.get(at + 1..).unwrap_or_default();
             // The predefined entities and complete numeric references inline;
             // everything else through the scanner.
-            let (len, ch) = match predefined(rest).or_else(|| numeric(rest)) {
+            let (len, ch) = match reference(rest) {
                 Some(found) => found,
                 None => match scan_ref(bytes, at + 1, RefState::Amp, usize::MAX) {
                     RefStep::Done { end, ch } => (end - at - 1, ch),
@@ -83,10 +128,14 @@ fn resolve(raw: &str, first: usize, out: &mut String, mode: Mode) -> Result<(), 
                     RefStep::Invalid(e) => return Err(e),
                 },
             };
-            out.push(ch);
+            if ch.is_ascii() {
+                out.push(ch as u8);
+            } else {
+                out.extend(ch.encode_utf8(&mut [0; 4]).as_bytes());
+            }
             done = at + 1 + len;
         } else {
-            out.push(if mode == Mode::Attr { ' ' } else { '\n' });
+            out.push(if mode == Mode::Attr { b' ' } else { b'\n' });
             done = at + 1;
             if c == b'\r' && bytes.get(done) == Some(&b'\n') {
                 done += 1;
@@ -94,7 +143,7 @@ fn resolve(raw: &str, first: usize, out: &mut String, mode: Mode) -> Result<(), 
         }
         at = next_special(bytes, done, mode).unwrap_or(bytes.len());
     }
-    out.push_str(raw.get(done..).unwrap_or_default());
+    copy_run(bytes, done, bytes.len(), out);
     Ok(())
 }
 
@@ -175,6 +224,15 @@ mod tests {
         );
         assert_eq!(unescape("&#65;&#x42;&#x1f600;é").unwrap(), "AB\u{1F600}é");
         assert_eq!(unescape("&amp;&amp;").unwrap(), "&&");
+        // Characters U+0080..U+00FF fit a byte but are two in UTF-8.
+        assert_eq!(unescape("&#233;t&#xFF;&#x80;").unwrap(), "ét\u{FF}\u{80}");
+        // Runs longer than a copy block, around references near the end.
+        let long = "Привет, мир! 日本語 and more&quot; then &#x1F600;x&lt;";
+        assert_eq!(
+            unescape(long).unwrap(),
+            "Привет, мир! 日本語 and more\" then \u{1F600}x<"
+        );
+        assert_eq!(unescape_attr("a\r\nb&apos;").unwrap(), "a b'");
     }
 
     #[test]

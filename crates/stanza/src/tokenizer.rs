@@ -468,7 +468,7 @@ impl Scanner {
         self.examined += n as u64;
     }
 
-    #[inline]
+    #[inline(always)]
     fn step<'a>(&'a mut self, buf: &'a [u8]) -> Step<'a> {
         match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::None => {}
@@ -673,8 +673,7 @@ impl Scanner {
                     // The predefined entities and complete numeric references inline;
                     // everything else through the scanner.
                     let rest = b.get(j + 1..).unwrap_or_default();
-                    if let Some((len, _)) = chars::predefined(rest).or_else(|| chars::numeric(rest))
-                    {
+                    if let Some((len, _)) = chars::reference(rest) {
                         i = j + 1 + len;
                         continue;
                     }
@@ -1570,6 +1569,9 @@ fn fast_start_tag(b: &[u8], attrs: &mut Vec<AttrSpan>, limits: &Limits) -> Optio
             b'/' if b.get(i + 1) == Some(&b'>') => (i + 1, true),
             _ => return None,
         };
+        if work.prefixed {
+            work.prefixed = !only_xml_prefixed(b, attrs);
+        }
         return Some(Complete {
             gt,
             self_closing,
@@ -1578,6 +1580,18 @@ fn fast_start_tag(b: &[u8], attrs: &mut Vec<AttrSpan>, limits: &Limits) -> Optio
             attrs: work,
         });
     }
+}
+
+/// Whether every prefixed attribute among `attrs` (of the tag `b`) has the prefix `xml`,
+/// as in `xml:lang`: that prefix is bound by definition and no other prefix may name its
+/// namespace, so such attributes need no lookup, and [`fast_start_tag`]'s raw-name check
+/// already found their duplicates. Kept out of line: it runs only for prefixed attributes.
+#[inline(never)]
+fn only_xml_prefixed(b: &[u8], attrs: &[AttrSpan]) -> bool {
+    attrs.iter().all(|a| match a.colon {
+        Some(colon) => b.get(a.name_start..colon) == Some(b"xml"),
+        None => true,
+    })
 }
 
 /// One attribute `name='value'` starting at `b[name_start]`, for [`fast_start_tag`].
