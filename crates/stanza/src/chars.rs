@@ -140,27 +140,42 @@ pub(crate) fn is_ascii_start(c: u8) -> bool {
     CLASS[usize::from(c)] & ASCII_START != 0
 }
 
-/// Scans an ASCII QName starting at `start`: its end and colon offset. `None` for
-/// anything out of the ordinary (non-ASCII, a misplaced colon), which the slower
+/// Why a fast path gave up: the input ended first, so that the same path may finish
+/// once more input comes, or it met something out of the ordinary (an error among
+/// them), which the resumable scanner reads and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Miss {
+    Cut,
+    Odd,
+}
+
+/// `b[i]`, or [`Miss::Cut`] past the end of the input.
+#[inline(always)]
+pub(crate) fn byte(b: &[u8], i: usize) -> Result<u8, Miss> {
+    b.get(i).copied().ok_or(Miss::Cut)
+}
+
+/// Scans an ASCII QName starting at `start`: its end and colon offset. [`Miss::Odd`]
+/// for anything out of the ordinary (non-ASCII, a misplaced colon), which the slower
 /// [`skip_name`] and [`qname`] pair then handles and reports.
 #[inline(always)]
-pub(crate) fn fast_qname(b: &[u8], start: usize) -> Option<(usize, Option<usize>)> {
-    if !is_ascii_start(*b.get(start)?) {
-        return None;
+pub(crate) fn fast_qname(b: &[u8], start: usize) -> Result<(usize, Option<usize>), Miss> {
+    if !is_ascii_start(byte(b, start)?) {
+        return Err(Miss::Odd);
     }
     let mut i = skip_ascii_ncname(b, start + 1);
     let mut colon = None;
     if b.get(i) == Some(&b':') {
-        if !is_ascii_start(*b.get(i + 1)?) {
-            return None;
+        if !is_ascii_start(byte(b, i + 1)?) {
+            return Err(Miss::Odd);
         }
         colon = Some(i);
         i = skip_ascii_ncname(b, i + 2);
     }
     if b.get(i).is_some_and(|&c| is_name(c)) {
-        return None;
+        return Err(Miss::Odd);
     }
-    Some((i, colon))
+    Ok((i, colon))
 }
 
 /// Checks a name the scanner delimited (all its bytes are name bytes, see [`skip_name`])

@@ -17,7 +17,7 @@ use std::str;
 use memchr::memchr;
 
 use crate::Error;
-use crate::chars::{self, RefState, RefStep, same};
+use crate::chars::{self, Miss, RefState, RefStep, byte, same};
 use crate::escape::unescape_attr_into;
 use crate::utf8;
 use crate::{decl, unescape_attr};
@@ -218,6 +218,8 @@ enum Scan {
     /// Between tokens.
     Idle,
     StartTag(TagScan),
+    /// A start tag that the fast path read this many bytes of (see `start_again`).
+    StartAgain(usize),
     EndTag(EndScan),
     /// The XML declaration; `?>` is searched from this offset on.
     Decl(usize),
@@ -508,6 +510,7 @@ impl Scanner {
         match self.scan {
             Scan::Idle => self.idle(buf, lim),
             Scan::StartTag(st) => self.start_tag(buf, lim, st),
+            Scan::StartAgain(seen) => self.start_again(buf, lim, seen),
             Scan::EndTag(st) => self.end_tag(buf, lim, st),
             Scan::Decl(i) => self.decl(buf, lim, i),
             Scan::TextRef(i, rs) => self.text(buf, lim, Some((i, rs))),
@@ -913,16 +916,55 @@ impl Scanner {
     #[inline(never)]
     fn start<'a>(&'a mut self, buf: &'a [u8], rest: &'a [u8], lim: Lim) -> Step<'a> {
         self.attrs.clear();
-        if let Some(c) = fast_start_tag(rest, &mut self.attrs, &self.limits) {
-            self.note(c.gt + 1);
-            if !self.is_plain(&c) {
-                return self.finish_start(buf, rest, c);
+        match fast_start_tag(rest, &mut self.attrs, &self.limits) {
+            Ok(c) => {
+                self.note(c.gt + 1);
+                if !self.is_plain(&c) {
+                    return self.finish_start(buf, rest, c);
+                }
+                let raw = span(rest, 0, c.gt + 1);
+                self.note(raw.len());
+                let tag = utf8::from_utf8(raw).map_err(|_| Error::InvalidUtf8)?;
+                let opened = self.open_plain(buf, tag, c)?;
+                return Ok(self.start_token(opened));
             }
-            let raw = span(rest, 0, c.gt + 1);
-            self.note(raw.len());
-            let tag = utf8::from_utf8(raw).map_err(|_| Error::InvalidUtf8)?;
-            let opened = self.open_plain(buf, tag, c)?;
-            return Ok(self.start_token(opened));
+            Err(Miss::Cut) => {
+                // All of it so far has the common shape: read the tag again from its
+                // start when more of it has come (see `start_again`).
+                self.note(rest.len());
+                self.scan = Scan::StartAgain(rest.len());
+                return lim.need_more();
+            }
+            Err(Miss::Odd) => {}
+        }
+        self.attrs.clear();
+        self.start_tag(
+            buf,
+            lim,
+            TagScan {
+                i: 1,
+                at: TagAt::Name,
+                name_end: 0,
+                name_colon: None,
+            },
+        )
+    }
+
+    /// A start tag at `pos` whose first `seen` bytes [`fast_start_tag`] read without
+    /// finding its end. Once at least as much input again has come, the fast path reads
+    /// it from its start once more (a read of 1,500 bytes cuts a tag every few stanzas,
+    /// and the resumable scanner is several times slower); with less, the resumable
+    /// scanner takes over, so that a tag arriving a byte at a time is still read in
+    /// linear time: each fast read is at least twice as long as the one before, so all
+    /// of them together come to at most twice the tag.
+    fn start_again<'a>(&'a mut self, buf: &'a [u8], lim: Lim, seen: usize) -> Step<'a> {
+        let rest = span(buf, self.pos, lim.end);
+        if rest.len() == seen {
+            return lim.need_more();
+        }
+        self.scan = Scan::Idle;
+        if rest.len() >= 2 * seen {
+            return self.start(buf, rest, lim);
         }
         self.attrs.clear();
         self.start_tag(
@@ -1344,7 +1386,7 @@ impl Scanner {
         let from = st.i;
         let mut i = st.i;
         if st.i == 2
-            && let Some((end, colon)) = chars::fast_qname(b, i)
+            && let Ok((end, colon)) = chars::fast_qname(b, i)
             && end < b.len()
             && end - 2 <= self.limits.max_name_bytes
         {
@@ -1509,14 +1551,15 @@ impl AttrWork {
 /// straight pass, recording attributes in `attrs`, checking them for duplicates and
 /// noting what else [`Scanner::open`] has to do with them. It takes only the common
 /// shape, ASCII names and `name='value'` with nothing around the `=`; on anything else
-/// (the input ends first, an error, a limit, an unusual shape) it gives up with `None`
-/// and the resumable scanner, which owns all the error reporting, reads the tag
-/// instead; so this only has to agree with it on tags that are valid.
+/// (an error, a limit, an unusual shape) it gives up with [`Miss::Odd`] and the
+/// resumable scanner, which owns all the error reporting, reads the tag instead; so
+/// this only has to agree with it on tags that are valid. [`Miss::Cut`] means that all
+/// of `b` had the common shape and the tag goes on past it.
 #[inline(always)]
-fn fast_start_tag(b: &[u8], attrs: &mut Vec<AttrSpan>, limits: &Limits) -> Option<Complete> {
+fn fast_start_tag(b: &[u8], attrs: &mut Vec<AttrSpan>, limits: &Limits) -> Result<Complete, Miss> {
     let (name_end, name_colon) = chars::fast_qname(b, 1)?;
     if name_end - 1 > limits.max_name_bytes {
-        return None;
+        return Err(Miss::Odd);
     }
     let mut work = AttrWork {
         duplicates: false,
@@ -1526,26 +1569,26 @@ fn fast_start_tag(b: &[u8], attrs: &mut Vec<AttrSpan>, limits: &Limits) -> Optio
     };
     let mut i = name_end;
     loop {
-        let mut c = *b.get(i)?;
+        let mut c = byte(b, i)?;
         if chars::is_ws(c) {
             i += 1;
-            c = *b.get(i)?;
+            c = byte(b, i)?;
             while chars::is_ws(c) {
                 i += 1;
-                c = *b.get(i)?;
+                c = byte(b, i)?;
             }
             if chars::is_ascii_start(c) {
                 if attrs.len() >= limits.max_attributes {
-                    return None;
+                    return Err(Miss::Odd);
                 }
                 let a = fast_attribute(b, i, limits.max_name_bytes)?;
                 let len = a.name_end - a.name_start;
-                let name = b.get(a.name_start..a.name_end)?;
+                let name = span(b, a.name_start, a.name_end);
                 for o in attrs.iter() {
                     if o.name_end - o.name_start == len
                         && b.get(o.name_start..o.name_end) == Some(name)
                     {
-                        return None;
+                        return Err(Miss::Odd);
                     }
                 }
                 if c == b'x' && b.get(a.name_start..a.name_start + 5) == Some(b"xmlns") {
@@ -1566,13 +1609,16 @@ fn fast_start_tag(b: &[u8], attrs: &mut Vec<AttrSpan>, limits: &Limits) -> Optio
         }
         let (gt, self_closing) = match c {
             b'>' => (i, false),
-            b'/' if b.get(i + 1) == Some(&b'>') => (i + 1, true),
-            _ => return None,
+            b'/' => match byte(b, i + 1)? {
+                b'>' => (i + 1, true),
+                _ => return Err(Miss::Odd),
+            },
+            _ => return Err(Miss::Odd),
         };
         if work.prefixed {
             work.prefixed = !only_xml_prefixed(b, attrs);
         }
-        return Some(Complete {
+        return Ok(Complete {
             gt,
             self_closing,
             name_end,
@@ -1596,14 +1642,14 @@ fn only_xml_prefixed(b: &[u8], attrs: &[AttrSpan]) -> bool {
 
 /// One attribute `name='value'` starting at `b[name_start]`, for [`fast_start_tag`].
 #[inline(always)]
-fn fast_attribute(b: &[u8], name_start: usize, max_name: usize) -> Option<AttrSpan> {
+fn fast_attribute(b: &[u8], name_start: usize, max_name: usize) -> Result<AttrSpan, Miss> {
     let (name_end, colon) = chars::fast_qname(b, name_start)?;
-    if name_end - name_start > max_name {
-        return None;
+    if name_end - name_start > max_name || byte(b, name_end)? != b'=' {
+        return Err(Miss::Odd);
     }
-    let quote = *b.get(name_end + 1)?;
-    if *b.get(name_end)? != b'=' || (quote != b'\'' && quote != b'"') {
-        return None;
+    let quote = byte(b, name_end + 1)?;
+    if quote != b'\'' && quote != b'"' {
+        return Err(Miss::Odd);
     }
     let value_start = name_end + 2;
     // The quote picks one of two scans with constant stop bytes.
@@ -1612,11 +1658,11 @@ fn fast_attribute(b: &[u8], name_start: usize, max_name: usize) -> Option<AttrSp
     } else {
         chars::skip_value(b, value_start, b'"')
     };
-    let (i, plain) = match *b.get(i)? {
+    let (i, plain) = match byte(b, i)? {
         c if c == quote => (i, true),
         _ => value_rest(b, i, quote, max_name)?,
     };
-    Some(AttrSpan {
+    Ok(AttrSpan {
         name_start,
         name_end,
         colon,
@@ -1631,27 +1677,32 @@ fn fast_attribute(b: &[u8], name_start: usize, max_name: usize) -> Option<AttrSp
 /// way): where the value ends, and whether it is still plain (a 0xEF that starts a
 /// character other than U+FFFE or U+FFFF leaves it so).
 #[inline(never)]
-fn value_rest(b: &[u8], mut i: usize, quote: u8, max_name: usize) -> Option<(usize, bool)> {
+fn value_rest(b: &[u8], mut i: usize, quote: u8, max_name: usize) -> Result<(usize, bool), Miss> {
     let mut plain = true;
-    while *b.get(i)? != quote {
-        match *b.get(i)? {
+    loop {
+        match byte(b, i)? {
+            c if c == quote => return Ok((i, plain)),
             b'&' => match chars::scan_ref(b, i + 1, RefState::Amp, max_name) {
                 RefStep::Done { end, .. } => {
                     plain = false;
                     i = end;
                 }
-                _ => return None,
+                RefStep::Incomplete(_) => return Err(Miss::Cut),
+                RefStep::Invalid(_) => return Err(Miss::Odd),
             },
             b'\t' | b'\n' | b'\r' => {
                 plain = false;
                 i += 1;
             }
-            0xEF if chars::is_nonchar_at(b, i) == Some(false) => i += 1,
-            _ => return None,
+            0xEF => match chars::is_nonchar_at(b, i) {
+                Some(false) => i += 1,
+                Some(true) => return Err(Miss::Odd),
+                None => return Err(Miss::Cut),
+            },
+            _ => return Err(Miss::Odd),
         }
         i = chars::skip_value(b, i, quote);
     }
-    Some((i, plain))
 }
 
 /// The end of the usable input: the buffer, or where the current unit (stanza, or token
