@@ -136,9 +136,11 @@ fn run(limits: Limits, input: &[u8], reads: &[usize]) -> (Vec<Owned>, Option<Err
                 Token::NeedMore => break,
                 Token::StreamOpen(t) => Owned::Open(tag(&t)),
                 Token::Start(t) => Owned::Start(tag(&t)),
-                Token::Text(raw) => {
-                    if let Err(error) = stanza::unescape(raw) {
-                        panic!("Text {raw:?} does not unescape: {error}");
+                Token::Text(text) => {
+                    let raw = text.raw;
+                    match stanza::unescape(raw) {
+                        Ok(unescaped) => assert_eq!(text.unescaped(), unescaped, "{text:?}"),
+                        Err(error) => panic!("Text {raw:?} does not unescape: {error}"),
                     }
                     Owned::Text(raw.to_owned())
                 }

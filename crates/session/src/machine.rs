@@ -141,8 +141,8 @@ impl Machine {
                 self.element.start(&tag);
                 Flow::Continue
             }
-            Token::Text(raw) => {
-                self.element.text(raw);
+            Token::Text(text) => {
+                self.element.text(text.raw);
                 Flow::Continue
             }
             Token::End(tag) => {

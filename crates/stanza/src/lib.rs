@@ -46,7 +46,9 @@ mod utf8;
 
 pub use error::{Error, StreamErrorCondition};
 pub use escape::{escape_attr, escape_text, unescape, unescape_attr};
-pub use tokenizer::{Attribute, Attributes, EndTag, Limits, QName, StartTag, Token, Tokenizer};
+pub use tokenizer::{
+    Attribute, Attributes, EndTag, Limits, QName, StartTag, Text, Token, Tokenizer,
+};
 
 #[cfg(test)]
 mod tests;

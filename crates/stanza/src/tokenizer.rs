@@ -20,7 +20,7 @@ use crate::Error;
 use crate::chars::{self, Miss, RefState, RefStep, byte, same};
 use crate::escape::unescape_attr_into;
 use crate::utf8;
-use crate::{decl, unescape_attr};
+use crate::{decl, unescape, unescape_attr};
 
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
@@ -94,6 +94,29 @@ impl<'a> Attribute<'a> {
         }
         // Values were validated when the tag was tokenized, so unescaping cannot fail.
         unescape_attr(self.raw_value).unwrap_or(Cow::Borrowed(self.raw_value))
+    }
+}
+
+/// A run of character data, `raw` exactly as on the wire (entities unresolved); one
+/// run of text may come as several `Text` tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Text<'a> {
+    pub raw: &'a str,
+    /// Known while tokenizing: no reference and no CR, so unescaping leaves it as it is.
+    plain: bool,
+}
+
+impl<'a> Text<'a> {
+    /// The text with references resolved and line ends normalized (see
+    /// [`crate::unescape`]); borrowed when there is nothing to change, which the
+    /// tokenizer already knows, so plain text is not scanned again.
+    #[inline]
+    pub fn unescaped(&self) -> Cow<'a, str> {
+        if self.plain {
+            return Cow::Borrowed(self.raw);
+        }
+        // References were validated when the text was tokenized, so this cannot fail.
+        unescape(self.raw).unwrap_or(Cow::Borrowed(self.raw))
     }
 }
 
@@ -187,9 +210,8 @@ pub enum Token<'a> {
     StreamOpen(StartTag<'a>),
     /// An element start tag inside the stream.
     Start(StartTag<'a>),
-    /// Character data inside a stanza, raw (entities unresolved; see [`crate::unescape`]).
-    /// One text run may be split over several `Text` tokens.
-    Text(&'a str),
+    /// Character data inside a stanza (see [`Text`]).
+    Text(Text<'a>),
     /// An element end tag.
     End(EndTag<'a>),
     /// The top-level stanza that just ended spans `buf[range]`, from its `<` to the `>`
@@ -665,6 +687,8 @@ impl Scanner {
         // scan finds markup, references and forbidden characters alike.
         let mut fail = None;
         let mut open_ref = None;
+        // No reference and no CR so far (a resumed reference is one).
+        let mut plain = resume.is_none();
         let stop = loop {
             let j = chars::skip_text(b, i);
             let Some(&c) = b.get(j) else {
@@ -673,6 +697,7 @@ impl Scanner {
             match c {
                 b'<' => break j,
                 b'&' => {
+                    plain = false;
                     // The predefined entities and complete numeric references inline;
                     // everything else through the scanner.
                     let rest = b.get(j + 1..).unwrap_or_default();
@@ -704,6 +729,7 @@ impl Scanner {
                 // start of a character other than U+FFFE and U+FFFF. A sequence the input
                 // cuts off is left to the UTF-8 check below, which waits for the rest.
                 _ => {
+                    plain &= c != b'\r';
                     let here = b.get(j..b.len().min(j + 3)).unwrap_or_default();
                     if chars::find_forbidden(here) == Some(0) {
                         fail = Some(Error::ForbiddenChar);
@@ -741,7 +767,7 @@ impl Scanner {
         }
         if !text.is_empty() {
             self.pos += text.len();
-            return Ok(Token::Text(text));
+            return Ok(Token::Text(Text { raw: text, plain }));
         }
         if let Some(e) = fail {
             return Err(e);

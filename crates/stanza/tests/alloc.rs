@@ -98,7 +98,7 @@ fn tokenize(t: &mut Tokenizer, buf: &mut Vec<u8>, input: &[u8], read: usize) -> 
                         }
                     }
                 }
-                Token::Text(text) => assert!(!text.is_empty()),
+                Token::Text(text) => assert!(!text.raw.is_empty()),
                 Token::StanzaEnd(range) => {
                     assert_eq!(buf.get(range.start), Some(&b'<'));
                     stanzas += 1;

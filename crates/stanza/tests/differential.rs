@@ -157,13 +157,17 @@ fn run_stanza(input: &[u8], cuts: &[usize]) -> Result<Vec<Ev>, Rejection> {
                     }
                     events.end();
                 }
-                Token::Text(raw) => {
-                    let text = stanza::unescape(raw).map_err(|e| {
+                Token::Text(text) => {
+                    let raw = text.raw;
+                    let unescaped = stanza::unescape(raw).map_err(|e| {
                         Rejection::Harness(format!(
                             "accepted text {raw:?} that unescape rejects: {e}"
                         ))
                     })?;
-                    events.text(&text);
+                    if text.unescaped() != unescaped {
+                        return harness(format!("{text:?} unescaped differs from {raw:?}"));
+                    }
+                    events.text(&unescaped);
                 }
                 Token::StanzaEnd(range) => {
                     let stanza = buf.get(range.clone()).unwrap_or_default();

@@ -50,13 +50,10 @@ fn push(out: &mut Vec<Tok>, buf: &[u8], token: Token<'_>) {
             depth: s.depth,
         },
         Token::Text(t) => {
-            assert!(!t.is_empty(), "empty text token");
-            Tok::Text(
-                t.to_owned(),
-                stanza::unescape(t)
-                    .expect("text tokens unescape")
-                    .into_owned(),
-            )
+            assert!(!t.raw.is_empty(), "empty text token");
+            let unescaped = stanza::unescape(t.raw).expect("text tokens unescape");
+            assert_eq!(t.unescaped(), unescaped, "{t:?}");
+            Tok::Text(t.raw.to_owned(), unescaped.into_owned())
         }
         Token::End(e) => Tok::End((owned(e.name.prefix), e.name.local.to_owned()), e.depth),
         Token::StanzaEnd(r) => Tok::Stanza(buf[r].to_vec()),

@@ -299,7 +299,7 @@ impl Client {
                     stream_open = true;
                 }
                 Ok(Token::Start(tag)) => self.reader.start(&tag),
-                Ok(Token::Text(text)) => self.reader.text(text),
+                Ok(Token::Text(text)) => self.reader.text(text.raw),
                 Ok(Token::End(tag)) => self.reader.end(&tag),
                 Ok(Token::StanzaEnd(_)) => stanza_done = true,
                 Ok(Token::Whitespace) => {}

@@ -157,8 +157,8 @@ impl Parser {
                 Token::NeedMore => break,
                 Token::StreamOpen(tag) => items.push_back(Item::Header(Element::from_tag(&tag))),
                 Token::Start(tag) => self.open.push(Element::from_tag(&tag)),
-                Token::Text(raw) => {
-                    let text = stanza::unescape(raw).expect("valid text");
+                Token::Text(text) => {
+                    let text = text.unescaped();
                     self.open
                         .last_mut()
                         .expect("text inside an element")
