@@ -748,7 +748,7 @@ impl Scanner {
         };
         self.note(scanned + stop);
         let run = b.get(..stop).unwrap_or_default();
-        let mut text = match utf8::from_utf8(run) {
+        let mut text = match utf8::prefix(b, stop) {
             Ok(s) => s,
             Err(e) => {
                 // A sequence cut off by the end of the input may still complete.
@@ -948,9 +948,8 @@ impl Scanner {
                 if !self.is_plain(&c) {
                     return self.finish_start(buf, rest, c);
                 }
-                let raw = span(rest, 0, c.gt + 1);
-                self.note(raw.len());
-                let tag = utf8::from_utf8(raw).map_err(|_| Error::InvalidUtf8)?;
+                self.note(c.gt + 1);
+                let tag = utf8::prefix(rest, c.gt + 1).map_err(|_| Error::InvalidUtf8)?;
                 let opened = self.open_plain(buf, tag, c)?;
                 return Ok(self.start_token(opened));
             }

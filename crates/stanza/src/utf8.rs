@@ -34,6 +34,35 @@ pub(crate) fn from_utf8(bytes: &[u8]) -> Result<&str, Utf8Error> {
     }
 }
 
+/// The first `len` bytes of `input` as UTF-8: exactly `str::from_utf8(&input[..len])`
+/// (`len` must not exceed `input.len()`). Tokens are short and the input goes on past
+/// them, so a token of up to 64 bytes is checked for ASCII with four fixed 16-byte
+/// reads of the input and one mask for its length, without the loop and the length
+/// tests of [`from_utf8`], whose outcomes vary from token to token and mispredict.
+#[inline]
+pub(crate) fn prefix(input: &[u8], len: usize) -> Result<&str, Utf8Error> {
+    let bytes = input.get(..len).unwrap_or_default();
+    if let Some(window) = input.first_chunk::<64>()
+        && len <= 64
+    {
+        let mut high = 0u64;
+        for (k, block) in window.chunks_exact(16).enumerate() {
+            if let Ok(block) = <[u8; 16]>::try_from(block) {
+                // The mask is 16 bits wide: no sign extension to undo.
+                high |= u64::from(high_bits(block) as u16) << (16 * k);
+            }
+        }
+        let wanted = (u64::MAX >> (64 - len.max(1))) & u64::from(len > 0).wrapping_neg();
+        if high & wanted == 0 {
+            // SAFETY: `high` has one bit per byte of the first 64 of `input`, set for
+            // each byte at or above 0x80; none is set among the first `len`, the bytes
+            // of `bytes`, and a sequence of ASCII bytes is valid UTF-8.
+            return Ok(unsafe { str::from_utf8_unchecked(bytes) });
+        }
+    }
+    from_utf8(bytes)
+}
+
 /// Whether `bytes` is valid UTF-8, by a table-driven automaton (after Per Vognsen's
 /// shift-based DFA): one load, shift and mask per byte, with no branch on the byte's
 /// value. `str::from_utf8` branches on every non-ASCII character, and in text that
@@ -209,6 +238,16 @@ fn high_bits(block: [u8; 16]) -> i32 {
     }
 }
 
+/// One bit per byte of `block`: its top bit.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn high_bits(block: [u8; 16]) -> i32 {
+    block
+        .iter()
+        .enumerate()
+        .fold(0, |mask, (k, &b)| mask | i32::from(b >> 7) << k)
+}
+
 /// The first lane of a 16-byte block of lane flags (each 0xFF or 0, as
 /// `chars::find` computes them) that is 0xFF, if any. On x86-64 this is one `pmovmskb`
 /// and one `tzcnt`, where reading the flags as a `u128` costs a round trip through
@@ -323,6 +362,31 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_agrees_with_std() {
+        for total in [0, 10, 63, 64, 65, 100] {
+            let mut input = vec![b'a'; total];
+            for len in 0..=total {
+                assert_eq!(prefix(&input, len), str::from_utf8(&input[..len]));
+            }
+            for at in 0..total {
+                input[at] = 0x80;
+                for len in 0..=total {
+                    assert_eq!(
+                        prefix(&input, len),
+                        str::from_utf8(&input[..len]),
+                        "{total} {at} {len}"
+                    );
+                }
+                input[at] = 0xC3;
+                for len in 0..=total {
+                    assert_eq!(prefix(&input, len), str::from_utf8(&input[..len]));
+                }
+                input[at] = b'a';
             }
         }
     }
