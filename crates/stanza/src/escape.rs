@@ -67,6 +67,50 @@ fn owned(raw: &str, first: usize, mode: Mode) -> Result<String, Error> {
     Ok(utf8::resolved_string(out))
 }
 
+/// A character or entity reference in a text token, as the tokenizer read it: `&` at
+/// `at`, `;` just before `end`, standing for `ch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reference {
+    pub(crate) at: usize,
+    pub(crate) end: usize,
+    pub(crate) ch: char,
+}
+
+/// `raw` with its references `refs` (all of them, in order, and no CR in `raw`)
+/// replaced by their characters. Each reference is checked to begin with `&` and end
+/// with `;` where `refs` says, so that `raw` is only ever cut next to ASCII bytes (see
+/// [`utf8::resolved_string`]); `refs` that do not fit `raw` so (which the tokenizer
+/// never hands out) fall back to unescaping `raw` from scratch.
+pub(crate) fn expand(raw: &str, refs: &[Reference]) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() + BLOCK);
+    let mut done = 0;
+    for r in refs {
+        let fits = r.at >= done
+            && bytes.get(r.at) == Some(&b'&')
+            && r.end > r.at
+            && bytes.get(r.end - 1) == Some(&b';');
+        if !fits {
+            return unescape(raw).map_or_else(|_| raw.to_owned(), Cow::into_owned);
+        }
+        copy_run(bytes, done, r.at, &mut out);
+        push_char(&mut out, r.ch);
+        done = r.end;
+    }
+    copy_run(bytes, done, bytes.len(), &mut out);
+    utf8::resolved_string(out)
+}
+
+/// Appends `ch` encoded as UTF-8; most references stand for ASCII characters.
+#[inline(always)]
+fn push_char(out: &mut Vec<u8>, ch: char) {
+    if ch.is_ascii() {
+        out.push(ch as u8);
+    } else {
+        out.extend(ch.encode_utf8(&mut [0; 4]).as_bytes());
+    }
+}
+
 /// The next byte at or after `from` that unescaping must replace.
 #[inline]
 fn next_special(b: &[u8], from: usize, mode: Mode) -> Option<usize> {
@@ -128,11 +172,7 @@ fn resolve(raw: &str, first: usize, out: &mut Vec<u8>, mode: Mode) -> Result<(),
                     RefStep::Invalid(e) => return Err(e),
                 },
             };
-            if ch.is_ascii() {
-                out.push(ch as u8);
-            } else {
-                out.extend(ch.encode_utf8(&mut [0; 4]).as_bytes());
-            }
+            push_char(out, ch);
             done = at + 1 + len;
         } else {
             out.push(if mode == Mode::Attr { b' ' } else { b'\n' });
@@ -247,6 +287,40 @@ mod tests {
             Error::ForbiddenCharRef.condition().as_str(),
             "not-well-formed"
         );
+    }
+
+    #[test]
+    fn expands_recorded_references() {
+        let raw = "é&lt;x&#x1F600;&amp;";
+        let refs = [
+            Reference {
+                at: 2,
+                end: 6,
+                ch: '<',
+            },
+            Reference {
+                at: 7,
+                end: 16,
+                ch: '\u{1F600}',
+            },
+            Reference {
+                at: 16,
+                end: 21,
+                ch: '&',
+            },
+        ];
+        assert_eq!(expand(raw, &refs), "é<x\u{1F600}&");
+        assert_eq!(expand("no references", &[]), "no references");
+        // References that do not sit on `&` and `;` are not trusted: the text is
+        // unescaped from scratch instead.
+        let misplaced = [Reference {
+            at: 1,
+            end: 6,
+            ch: '?',
+        }];
+        assert_eq!(expand(raw, &misplaced), "é<x\u{1F600}&");
+        let overlapping = [refs[1], refs[0]];
+        assert_eq!(expand(raw, &overlapping), "é<x\u{1F600}&");
     }
 
     #[test]

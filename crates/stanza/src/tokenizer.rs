@@ -18,7 +18,7 @@ use memchr::memchr;
 
 use crate::Error;
 use crate::chars::{self, Miss, RefState, RefStep, byte, same};
-use crate::escape::unescape_attr_into;
+use crate::escape::{Reference, expand, unescape_attr_into};
 use crate::utf8;
 use crate::{decl, unescape, unescape_attr};
 
@@ -102,21 +102,35 @@ impl<'a> Attribute<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Text<'a> {
     pub raw: &'a str,
-    /// Known while tokenizing: no reference and no CR, so unescaping leaves it as it is.
-    plain: bool,
+    kind: TextKind,
+    /// With [`TextKind::References`]: every reference in `raw`, in order.
+    refs: &'a [Reference],
+}
+
+/// What unescaping a [`Text`] takes, as the tokenizer found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextKind {
+    /// No reference and no CR: unescaping leaves it as it is.
+    Plain,
+    /// References, all of them recorded, and no CR.
+    References,
+    /// A CR, or a reference begun in an earlier read: unescaped from scratch.
+    Other,
 }
 
 impl<'a> Text<'a> {
     /// The text with references resolved and line ends normalized (see
-    /// [`crate::unescape`]); borrowed when there is nothing to change, which the
-    /// tokenizer already knows, so plain text is not scanned again.
+    /// [`crate::unescape`]); borrowed when there is nothing to change. The tokenizer
+    /// already knows which, and where each reference is and what it stands for, so the
+    /// text is neither scanned nor parsed again.
     #[inline]
     pub fn unescaped(&self) -> Cow<'a, str> {
-        if self.plain {
-            return Cow::Borrowed(self.raw);
+        match self.kind {
+            TextKind::Plain => Cow::Borrowed(self.raw),
+            TextKind::References => Cow::Owned(expand(self.raw, self.refs)),
+            // References were validated when the text was tokenized: this cannot fail.
+            TextKind::Other => unescape(self.raw).unwrap_or(Cow::Borrowed(self.raw)),
         }
-        // References were validated when the text was tokenized, so this cannot fail.
-        unescape(self.raw).unwrap_or(Cow::Borrowed(self.raw))
     }
 }
 
@@ -387,6 +401,8 @@ struct Scanner {
     header_store: String,
     /// Attributes of the start tag being read or last returned.
     attrs: Vec<AttrSpan>,
+    /// References in the text token being read or last returned.
+    refs: Vec<Reference>,
     examined: u64,
 }
 
@@ -466,6 +482,7 @@ impl Scanner {
             header_ns: Vec::new(),
             header_store: String::new(),
             attrs: Vec::new(),
+            refs: Vec::new(),
             examined: 0,
         }
     }
@@ -486,6 +503,7 @@ impl Scanner {
         self.header_ns.clear();
         self.header_store.clear();
         self.attrs.clear();
+        self.refs.clear();
     }
 
     fn note(&mut self, n: usize) {
@@ -666,8 +684,14 @@ impl Scanner {
     /// Character data inside a stanza, validated and handed out up to the last point
     /// that is certainly valid: before a reference or UTF-8 sequence the read cut off,
     /// or before an error (which the next call then reports).
-    fn text<'b>(&mut self, buf: &'b [u8], lim: Lim, resume: Option<(usize, RefState)>) -> Step<'b> {
+    fn text<'a>(
+        &'a mut self,
+        buf: &'a [u8],
+        lim: Lim,
+        resume: Option<(usize, RefState)>,
+    ) -> Step<'a> {
         let start = self.pos;
+        self.refs.clear();
         let b = span(buf, start, lim.end);
         let max_name = self.limits.max_name_bytes;
         let mut i = 0;
@@ -687,8 +711,7 @@ impl Scanner {
         // scan finds markup, references and forbidden characters alike.
         let mut fail = None;
         let mut open_ref = None;
-        // No reference and no CR so far (a resumed reference is one).
-        let mut plain = resume.is_none();
+        let mut cr = false;
         let stop = loop {
             let j = chars::skip_text(b, i);
             let Some(&c) = b.get(j) else {
@@ -697,16 +720,19 @@ impl Scanner {
             match c {
                 b'<' => break j,
                 b'&' => {
-                    plain = false;
                     // The predefined entities and complete numeric references inline;
                     // everything else through the scanner.
                     let rest = b.get(j + 1..).unwrap_or_default();
-                    if let Some((len, _)) = chars::reference(rest) {
+                    if let Some((len, ch)) = chars::reference(rest) {
                         i = j + 1 + len;
+                        self.refs.push(Reference { at: j, end: i, ch });
                         continue;
                     }
                     match chars::scan_ref(b, j + 1, RefState::Amp, max_name) {
-                        RefStep::Done { end, .. } => i = end,
+                        RefStep::Done { end, ch } => {
+                            self.refs.push(Reference { at: j, end, ch });
+                            i = end;
+                        }
                         RefStep::Incomplete(rs) => {
                             open_ref = Some(rs);
                             break j;
@@ -729,7 +755,7 @@ impl Scanner {
                 // start of a character other than U+FFFE and U+FFFF. A sequence the input
                 // cuts off is left to the UTF-8 check below, which waits for the rest.
                 _ => {
-                    plain &= c != b'\r';
+                    cr |= c == b'\r';
                     let here = b.get(j..b.len().min(j + 3)).unwrap_or_default();
                     if chars::find_forbidden(here) == Some(0) {
                         fail = Some(Error::ForbiddenChar);
@@ -767,7 +793,22 @@ impl Scanner {
         }
         if !text.is_empty() {
             self.pos += text.len();
-            return Ok(Token::Text(Text { raw: text, plain }));
+            // Only references inside the token count (an error or a cut may end it
+            // before the scan's stop).
+            let inside = self.refs.partition_point(|r| r.end <= text.len());
+            self.refs.truncate(inside);
+            let kind = if resume.is_some() || cr {
+                TextKind::Other
+            } else if self.refs.is_empty() {
+                TextKind::Plain
+            } else {
+                TextKind::References
+            };
+            return Ok(Token::Text(Text {
+                raw: text,
+                kind,
+                refs: &self.refs,
+            }));
         }
         if let Some(e) = fail {
             return Err(e);

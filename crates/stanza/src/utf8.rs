@@ -135,7 +135,8 @@ const fn utf8_dfa() -> [u64; 256] {
     table
 }
 
-/// What `escape::resolve` appended to a string's bytes, as a string again.
+/// What `escape::resolve` or `escape::expand` appended to a string's bytes, as a string
+/// again.
 #[inline]
 pub(crate) fn resolved_string(bytes: Vec<u8>) -> String {
     debug_assert!(str::from_utf8(&bytes).is_ok());
@@ -143,7 +144,9 @@ pub(crate) fn resolved_string(bytes: Vec<u8>) -> String {
     // empty), and `resolve` appends only pieces of a `&str` cut next to ASCII bytes,
     // which are char boundaries, and whole encoded chars; its overshooting block copies
     // are cut back to such a boundary before it returns, and on an error the caller
-    // cuts `bytes` back to what it held before. So `bytes` is valid UTF-8.
+    // cuts `bytes` back to what it held before. `expand` appends the same kind of
+    // pieces, cut at bytes it has just seen to be `&` and `;`. So `bytes` is valid
+    // UTF-8.
     unsafe { String::from_utf8_unchecked(bytes) }
 }
 
