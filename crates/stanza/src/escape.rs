@@ -81,9 +81,21 @@ pub(crate) struct Reference {
 /// with `;` where `refs` says, so that `raw` is only ever cut next to ASCII bytes (see
 /// [`utf8::resolved_string`]); `refs` that do not fit `raw` so (which the tokenizer
 /// never hands out) fall back to unescaping `raw` from scratch.
+///
+/// The output is written into a buffer sized up front, with fixed-size copies that
+/// may run past each piece (the next piece overwrites the excess, and the end is cut
+/// off): no growth checks, no `memcpy` call per run, and no branch on how long a run
+/// is or how many bytes a character takes, which in chat text vary at random.
 pub(crate) fn expand(raw: &str, refs: &[Reference]) -> String {
     let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() + BLOCK);
+    // Output never outgrows the input it came from (a reference is at least as long as
+    // its character's encoding), so every write below lands within `SLACK` of it. The
+    // buffer starts as a copy of the input (one `memcpy`, where zeroing it would take
+    // a `calloc`), which the pieces then overwrite from the front.
+    let mut out = Vec::with_capacity(bytes.len() + SLACK);
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(&[0; SLACK]);
+    let mut written = 0;
     let mut done = 0;
     for r in refs {
         let fits = r.at >= done
@@ -93,12 +105,53 @@ pub(crate) fn expand(raw: &str, refs: &[Reference]) -> String {
         if !fits {
             return unescape(raw).map_or_else(|_| raw.to_owned(), Cow::into_owned);
         }
-        copy_run(bytes, done, r.at, &mut out);
-        push_char(&mut out, r.ch);
+        written = copy_piece(bytes, done, r.at, &mut out, written);
+        written = put_char(&mut out, written, r.ch);
         done = r.end;
     }
-    copy_run(bytes, done, bytes.len(), &mut out);
+    written = copy_piece(bytes, done, bytes.len(), &mut out, written);
+    out.truncate(written);
     utf8::resolved_string(out)
+}
+
+/// How far [`expand`]'s fixed-size writes may run past the output so far.
+const SLACK: usize = 32;
+
+/// Copies `src[from..to]` to `out` at `at` and returns where it ends: a run of up to
+/// [`SLACK`] bytes as one fixed-size copy of that many, when `src` goes on that far.
+#[inline(always)]
+fn copy_piece(src: &[u8], from: usize, to: usize, out: &mut [u8], at: usize) -> usize {
+    let len = to - from;
+    let whole = src.get(from..from + SLACK);
+    match (whole, out.get_mut(at..at + SLACK)) {
+        (Some(piece), Some(dst)) if len <= SLACK => dst.copy_from_slice(piece),
+        _ => {
+            if let (Some(piece), Some(dst)) = (src.get(from..to), out.get_mut(at..at + len)) {
+                dst.copy_from_slice(piece);
+            }
+        }
+    }
+    at + len
+}
+
+/// Writes `ch` as UTF-8 to `out` at `at` and returns where it ends. All four bytes are
+/// computed and written whatever the length, which only moves the end.
+#[inline(always)]
+fn put_char(out: &mut [u8], at: usize, ch: char) -> usize {
+    let c = u32::from(ch);
+    let len = 1 + usize::from(c >= 0x80) + usize::from(c >= 0x800) + usize::from(c >= 0x1_0000);
+    let tail = |shift: u32| 0x80 | (c >> shift) & 0x3F;
+    let encodings = [
+        c,
+        (0xC0 | c >> 6) | tail(0) << 8,
+        (0xE0 | c >> 12) | tail(6) << 8 | tail(0) << 16,
+        (0xF0 | c >> 18) | tail(12) << 8 | tail(6) << 16 | tail(0) << 24,
+    ];
+    let word = encodings.get(len - 1).copied().unwrap_or_default();
+    if let Some(dst) = out.get_mut(at..at + 4) {
+        dst.copy_from_slice(&word.to_le_bytes());
+    }
+    at + len
 }
 
 /// Appends `ch` encoded as UTF-8; most references stand for ASCII characters.

@@ -144,9 +144,10 @@ pub(crate) fn resolved_string(bytes: Vec<u8>) -> String {
     // empty), and `resolve` appends only pieces of a `&str` cut next to ASCII bytes,
     // which are char boundaries, and whole encoded chars; its overshooting block copies
     // are cut back to such a boundary before it returns, and on an error the caller
-    // cuts `bytes` back to what it held before. `expand` appends the same kind of
-    // pieces, cut at bytes it has just seen to be `&` and `;`. So `bytes` is valid
-    // UTF-8.
+    // cuts `bytes` back to what it held before. `expand` writes the same kind of
+    // pieces, cut at bytes it has just seen to be `&` and `;`, one after another into
+    // a buffer that starts as a copy of the `&str` plus zeros (each piece overwriting
+    // what the one before wrote past its end) and cuts it at the end of the last. So `bytes` is valid UTF-8.
     unsafe { String::from_utf8_unchecked(bytes) }
 }
 
