@@ -23,10 +23,11 @@ pub(crate) fn from_utf8(bytes: &[u8]) -> Result<&str, Utf8Error> {
         // of such bytes is valid UTF-8 (each is a one-byte character).
         Ok(unsafe { str::from_utf8_unchecked(bytes) })
     } else if is_utf8(bytes) {
-        // SAFETY: `is_utf8` ran every byte through the UTF-8 automaton and it ended in
-        // its accepting state, which it reaches exactly on valid UTF-8 (the tests below
-        // check it against `str::from_utf8` on every sequence of up to three bytes and
-        // on all longer sequences of the bytes at its class boundaries).
+        // SAFETY: `is_utf8` either had simdutf8 validate `bytes` or ran every byte
+        // through the UTF-8 automaton and it ended in its accepting state, which it
+        // reaches exactly on valid UTF-8 (the tests below check it against
+        // `str::from_utf8` on every sequence of up to three bytes and on all longer
+        // sequences of the bytes at its class boundaries).
         Ok(unsafe { str::from_utf8_unchecked(bytes) })
     } else {
         // The exact error (where, and whether the input only ends too soon).
@@ -71,6 +72,11 @@ pub(crate) fn prefix(input: &[u8], len: usize) -> Result<&str, Utf8Error> {
 /// Skipping ASCII blocks was measured slower too: in such text, whether a block can be
 /// skipped is itself a branch that mispredicts.
 fn is_utf8(bytes: &[u8]) -> bool {
+    // From 64 bytes on, simdutf8's vector validator (which below that size hands over
+    // to `str::from_utf8`) outruns the automaton, whose steps each wait for the last.
+    if bytes.len() >= 64 {
+        return simdutf8::basic::from_utf8(bytes).is_ok();
+    }
     bytes
         .iter()
         .fold(ACCEPT, |state, &byte| next_state(state, byte))
@@ -358,7 +364,8 @@ mod tests {
                         assert_eq!(is_utf8(&four), str::from_utf8(&four).is_ok(), "{four:x?}");
                         // The same after a block of ASCII, so that the sequence straddles
                         // the end of a 16-byte block, or falls in the remainder.
-                        for pad in [13, 14, 15, 16] {
+                        // (60: the whole is long enough for simdutf8.)
+                        for pad in [13, 14, 15, 16, 60] {
                             let mut long = vec![b'a'; pad];
                             long.extend_from_slice(&four);
                             long.extend_from_slice(&[b'z'; 16]);
