@@ -7,6 +7,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod routines;
+
 /// The stream header a client sends first (RFC 6120 section 4.2).
 pub const STREAM_HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
      xmlns:stream='http://etherx.jabber.org/streams' to='example.net' version='1.0'>";
