@@ -82,7 +82,10 @@ fn main() -> ExitCode {
         // A routine that stops early would look fast: check its count first.
         let stanzas = routine(&corpus.bytes).stanzas;
         if stanzas != corpus.stanzas {
-            eprintln!("{parser} {feed} counted {stanzas} stanzas of {}", corpus.stanzas);
+            eprintln!(
+                "{parser} {feed} counted {stanzas} stanzas of {}",
+                corpus.stanzas
+            );
             return ExitCode::FAILURE;
         }
         runs.push((parser, feed, routine, Vec::with_capacity(rounds)));

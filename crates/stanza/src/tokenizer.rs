@@ -254,8 +254,9 @@ enum Scan {
     /// Between tokens.
     Idle,
     StartTag(TagScan),
-    /// A start tag that the fast path read this many bytes of (see `start_again`).
-    StartAgain(usize),
+    /// A start tag that the fast path read this many bytes of, and how far it got
+    /// (see `start_again`).
+    StartAgain(usize, TagSoFar),
     EndTag(EndScan),
     /// The XML declaration; `?>` is searched from this offset on.
     Decl(usize),
@@ -550,7 +551,7 @@ impl Scanner {
         match self.scan {
             Scan::Idle => self.idle(buf, lim),
             Scan::StartTag(st) => self.start_tag(buf, lim, st),
-            Scan::StartAgain(seen) => self.start_again(buf, lim, seen),
+            Scan::StartAgain(seen, so_far) => self.start_again(buf, lim, seen, so_far),
             Scan::EndTag(st) => self.end_tag(buf, lim, st),
             Scan::Decl(i) => self.decl(buf, lim, i),
             Scan::TextRef(i, rs) => self.text(buf, lim, Some((i, rs))),
@@ -983,7 +984,20 @@ impl Scanner {
     #[inline(never)]
     fn start<'a>(&'a mut self, buf: &'a [u8], rest: &'a [u8], lim: Lim) -> Step<'a> {
         self.attrs.clear();
-        match fast_start_tag(rest, &mut self.attrs, &self.limits) {
+        self.start_from(buf, rest, lim, TagSoFar::START)
+    }
+
+    /// [`Self::start`] from where `so_far` says an earlier read of the tag got, with the
+    /// attributes it read still in `attrs`.
+    #[inline(always)]
+    fn start_from<'a>(
+        &'a mut self,
+        buf: &'a [u8],
+        rest: &'a [u8],
+        lim: Lim,
+        mut so_far: TagSoFar,
+    ) -> Step<'a> {
+        match fast_start_tag(rest, &mut self.attrs, &self.limits, &mut so_far) {
             Ok(c) => {
                 self.note(c.gt + 1);
                 if !self.is_plain(&c) {
@@ -995,10 +1009,10 @@ impl Scanner {
                 return Ok(self.start_token(opened));
             }
             Err(Miss::Cut) => {
-                // All of it so far has the common shape: read the tag again from its
-                // start when more of it has come (see `start_again`).
+                // All of it so far has the common shape: go on from the attribute it
+                // ended in when more of it has come (see `start_again`).
                 self.note(rest.len());
-                self.scan = Scan::StartAgain(rest.len());
+                self.scan = Scan::StartAgain(rest.len(), so_far);
                 return lim.need_more();
             }
             Err(Miss::Odd) => {}
@@ -1017,20 +1031,27 @@ impl Scanner {
     }
 
     /// A start tag at `pos` whose first `seen` bytes [`fast_start_tag`] read without
-    /// finding its end. Once at least as much input again has come, the fast path reads
-    /// it from its start once more (a read of 1,500 bytes cuts a tag every few stanzas,
-    /// and the resumable scanner is several times slower); with less, the resumable
-    /// scanner takes over, so that a tag arriving a byte at a time is still read in
-    /// linear time: each fast read is at least twice as long as the one before, so all
-    /// of them together come to at most twice the tag.
-    fn start_again<'a>(&'a mut self, buf: &'a [u8], lim: Lim, seen: usize) -> Step<'a> {
+    /// finding its end, getting as far as `so_far`. Once at least as much input again
+    /// has come, the fast path goes on from the attribute it was cut in (a read of
+    /// 1,500 bytes cuts a tag every few stanzas, and the resumable scanner is several
+    /// times slower); with less, the resumable scanner takes over, so that a tag
+    /// arriving a byte at a time is still read in linear time: each fast read is at
+    /// least twice as long as the one before, so all of them together come to at most
+    /// twice the tag.
+    fn start_again<'a>(
+        &'a mut self,
+        buf: &'a [u8],
+        lim: Lim,
+        seen: usize,
+        so_far: TagSoFar,
+    ) -> Step<'a> {
         let rest = span(buf, self.pos, lim.end);
         if rest.len() == seen {
             return lim.need_more();
         }
         self.scan = Scan::Idle;
         if rest.len() >= 2 * seen {
-            return self.start(buf, rest, lim);
+            return self.start_from(buf, rest, lim, so_far);
         }
         self.attrs.clear();
         self.start_tag(
@@ -1604,6 +1625,14 @@ struct AttrWork {
 }
 
 impl AttrWork {
+    /// No attributes yet: nothing to do.
+    const NONE: Self = Self {
+        duplicates: false,
+        declarations: false,
+        prefixed: false,
+        default_decl: None,
+    };
+
     /// Nothing is known: check everything.
     const ALL: Self = Self {
         duplicates: true,
@@ -1622,19 +1651,28 @@ impl AttrWork {
 /// this only has to agree with it on tags that are valid. [`Miss::Cut`] means that all
 /// of `b` had the common shape and the tag goes on past it.
 #[inline(always)]
-fn fast_start_tag(b: &[u8], attrs: &mut Vec<AttrSpan>, limits: &Limits) -> Result<Complete, Miss> {
-    let (name_end, name_colon) = chars::fast_qname(b, 1)?;
-    if name_end - 1 > limits.max_name_bytes {
-        return Err(Miss::Odd);
+fn fast_start_tag(
+    b: &[u8],
+    attrs: &mut Vec<AttrSpan>,
+    limits: &Limits,
+    so_far: &mut TagSoFar,
+) -> Result<Complete, Miss> {
+    if so_far.name_end == 0 {
+        let (name_end, name_colon) = chars::fast_qname(b, 1)?;
+        if name_end - 1 > limits.max_name_bytes {
+            return Err(Miss::Odd);
+        }
+        so_far.name_end = name_end;
+        so_far.name_colon = name_colon;
+        so_far.i = name_end;
     }
-    let mut work = AttrWork {
-        duplicates: false,
-        declarations: false,
-        prefixed: false,
-        default_decl: None,
-    };
-    let mut i = name_end;
+    let (name_end, name_colon) = (so_far.name_end, so_far.name_colon);
+    let mut work = so_far.work;
+    let mut i = so_far.i;
     loop {
+        // Where to go on from if the input ends before this attribute does.
+        so_far.i = i;
+        so_far.work = work;
         let mut c = byte(b, i)?;
         if chars::is_ws(c) {
             i += 1;
@@ -1692,6 +1730,26 @@ fn fast_start_tag(b: &[u8], attrs: &mut Vec<AttrSpan>, limits: &Limits) -> Resul
             attrs: work,
         });
     }
+}
+
+/// How far [`fast_start_tag`] got in a tag that the input cut short: its name (once
+/// read), and where the attribute after those already in the attribute list begins.
+#[derive(Debug, Clone, Copy)]
+struct TagSoFar {
+    /// 0 until the name is read.
+    name_end: usize,
+    name_colon: Option<usize>,
+    i: usize,
+    work: AttrWork,
+}
+
+impl TagSoFar {
+    const START: Self = Self {
+        name_end: 0,
+        name_colon: None,
+        i: 0,
+        work: AttrWork::NONE,
+    };
 }
 
 /// Whether every prefixed attribute among `attrs` (of the tag `b`) has the prefix `xml`,
