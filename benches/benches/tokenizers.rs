@@ -8,6 +8,10 @@
 //! cargo run -p benches --release --bin bench-table
 //! ```
 //!
+//! Criterion times each routine in a window of its own, so on a shared machine ratios
+//! move with the host's load; `cargo run --release -p benches --bin interleaved`
+//! (`src/bin/interleaved.rs`) runs the same routines taking turns instead.
+//!
 //! Corpora (see `benches/src/lib.rs`): `c2s`, a realistic 16 MiB client stream, and
 //! `sic`, one million minimal SIC requests. Each parser gets the corpus `whole` (one
 //! buffer) and `chunked-1500` (1,500-byte reads), and does the work an edge must do:
