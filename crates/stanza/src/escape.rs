@@ -102,16 +102,25 @@ pub(crate) fn expand(raw: &str, refs: &[Reference]) -> String {
             && bytes.get(r.at) == Some(&b'&')
             && r.end > r.at
             && bytes.get(r.end - 1) == Some(&b';');
-        if !fits {
+        let Some(end) = fits
+            .then(|| copy_piece(bytes, done, r.at, &mut out, written))
+            .flatten()
+            .and_then(|at| put_char(&mut out, at, r.ch))
+            // The output stays behind the input, which keeps every write in bounds.
+            .filter(|&end| end <= r.end)
+        else {
             return unescape(raw).map_or_else(|_| raw.to_owned(), Cow::into_owned);
-        }
-        written = copy_piece(bytes, done, r.at, &mut out, written);
-        written = put_char(&mut out, written, r.ch);
+        };
+        written = end;
         done = r.end;
     }
-    written = copy_piece(bytes, done, bytes.len(), &mut out, written);
-    out.truncate(written);
-    utf8::resolved_string(out)
+    match copy_piece(bytes, done, bytes.len(), &mut out, written) {
+        Some(end) => {
+            out.truncate(end);
+            utf8::resolved_string(out)
+        }
+        None => unescape(raw).map_or_else(|_| raw.to_owned(), Cow::into_owned),
+    }
 }
 
 /// How far [`expand`]'s fixed-size writes may run past the output so far.
@@ -119,25 +128,25 @@ const SLACK: usize = 32;
 
 /// Copies `src[from..to]` to `out` at `at` and returns where it ends: a run of up to
 /// [`SLACK`] bytes as one fixed-size copy of that many, when `src` goes on that far.
+/// `None` (nothing written) if `out` cannot hold it.
 #[inline(always)]
-fn copy_piece(src: &[u8], from: usize, to: usize, out: &mut [u8], at: usize) -> usize {
-    let len = to - from;
+fn copy_piece(src: &[u8], from: usize, to: usize, out: &mut [u8], at: usize) -> Option<usize> {
+    let len = to.checked_sub(from)?;
     let whole = src.get(from..from + SLACK);
     match (whole, out.get_mut(at..at + SLACK)) {
         (Some(piece), Some(dst)) if len <= SLACK => dst.copy_from_slice(piece),
-        _ => {
-            if let (Some(piece), Some(dst)) = (src.get(from..to), out.get_mut(at..at + len)) {
-                dst.copy_from_slice(piece);
-            }
-        }
+        _ => out
+            .get_mut(at..at + len)?
+            .copy_from_slice(src.get(from..to)?),
     }
-    at + len
+    Some(at + len)
 }
 
 /// Writes `ch` as UTF-8 to `out` at `at` and returns where it ends. All four bytes are
-/// computed and written whatever the length, which only moves the end.
+/// computed and written whatever the length, which only moves the end. `None`
+/// (nothing written) if `out` cannot hold them.
 #[inline(always)]
-fn put_char(out: &mut [u8], at: usize, ch: char) -> usize {
+fn put_char(out: &mut [u8], at: usize, ch: char) -> Option<usize> {
     let c = u32::from(ch);
     let len = 1 + usize::from(c >= 0x80) + usize::from(c >= 0x800) + usize::from(c >= 0x1_0000);
     let tail = |shift: u32| 0x80 | (c >> shift) & 0x3F;
@@ -148,10 +157,9 @@ fn put_char(out: &mut [u8], at: usize, ch: char) -> usize {
         (0xF0 | c >> 18) | tail(12) << 8 | tail(6) << 16 | tail(0) << 24,
     ];
     let word = encodings.get(len - 1).copied().unwrap_or_default();
-    if let Some(dst) = out.get_mut(at..at + 4) {
-        dst.copy_from_slice(&word.to_le_bytes());
-    }
-    at + len
+    out.get_mut(at..at + 4)?
+        .copy_from_slice(&word.to_le_bytes());
+    Some(at + len)
 }
 
 /// Appends `ch` encoded as UTF-8; most references stand for ASCII characters.
@@ -185,7 +193,11 @@ const BLOCK: usize = 16;
 /// goes on, and `out` is cut back to the run's end.
 #[inline(always)]
 fn copy_run(raw: &[u8], from: usize, to: usize, out: &mut Vec<u8>) {
-    let end = out.len() + (to - from);
+    let start = out.len();
+    let Some(run) = raw.get(from..to) else {
+        return;
+    };
+    let end = start + run.len();
     let mut i = from;
     while i < to {
         match raw
@@ -194,11 +206,15 @@ fn copy_run(raw: &[u8], from: usize, to: usize, out: &mut Vec<u8>) {
         {
             Some(block) => out.extend_from_slice(block),
             None => {
-                out.extend(raw.get(i..to).unwrap_or_default());
+                out.extend_from_slice(run.get(i - from..).unwrap_or_default());
                 break;
             }
         }
         i += BLOCK;
+    }
+    if out.len() < end {
+        // Unreachable (the run lies in `raw`), but never leave part of a character.
+        out.truncate(start);
     }
     out.truncate(end);
 }

@@ -423,3 +423,22 @@ fn default_declarations_alone_or_not() {
         ]
     );
 }
+
+#[test]
+fn text_with_many_references_unescapes_whole() {
+    // More references than a text token records: unescaped from scratch, the same.
+    for count in [1, 31, 32, 33, 500] {
+        let body = "&lt;é&#x1F600;".repeat(count);
+        let input = format!("{HEADER}<message><body>{body}</body></message>");
+        let mut t = Tokenizer::new(Limits::default());
+        let mut text = String::new();
+        loop {
+            match t.next(input.as_bytes()).unwrap() {
+                Token::Text(piece) => text.push_str(&piece.unescaped()),
+                Token::StanzaEnd(_) => break,
+                _ => {}
+            }
+        }
+        assert_eq!(text, "<é\u{1F600}".repeat(count), "{count}");
+    }
+}

@@ -134,6 +134,22 @@ impl<'a> Text<'a> {
     }
 }
 
+/// How many references a text token records for [`Text::unescaped`]; text with more is
+/// unescaped from scratch. A stranger's text can hold thousands (a 64 KiB stanza of
+/// `&lt;`), and the record's storage stays with the connection: this keeps it under a
+/// kilobyte.
+const MAX_RECORDED_REFS: usize = 32;
+
+/// Records `r` among `refs` if there is room; whether there was.
+#[inline(always)]
+fn record(refs: &mut Vec<Reference>, r: Reference) -> bool {
+    let room = refs.len() < MAX_RECORDED_REFS;
+    if room {
+        refs.push(r);
+    }
+    room
+}
+
 /// Where one attribute lies in its tag; offsets are relative to the tag's `<`.
 #[derive(Debug, Clone, Copy)]
 struct AttrSpan {
@@ -713,6 +729,8 @@ impl Scanner {
         let mut fail = None;
         let mut open_ref = None;
         let mut cr = false;
+        // More references than `refs` records.
+        let mut overflow = false;
         let stop = loop {
             let j = chars::skip_text(b, i);
             let Some(&c) = b.get(j) else {
@@ -726,12 +744,12 @@ impl Scanner {
                     let rest = b.get(j + 1..).unwrap_or_default();
                     if let Some((len, ch)) = chars::reference(rest) {
                         i = j + 1 + len;
-                        self.refs.push(Reference { at: j, end: i, ch });
+                        overflow |= !record(&mut self.refs, Reference { at: j, end: i, ch });
                         continue;
                     }
                     match chars::scan_ref(b, j + 1, RefState::Amp, max_name) {
                         RefStep::Done { end, ch } => {
-                            self.refs.push(Reference { at: j, end, ch });
+                            overflow |= !record(&mut self.refs, Reference { at: j, end, ch });
                             i = end;
                         }
                         RefStep::Incomplete(rs) => {
@@ -798,7 +816,7 @@ impl Scanner {
             // before the scan's stop).
             let inside = self.refs.partition_point(|r| r.end <= text.len());
             self.refs.truncate(inside);
-            let kind = if resume.is_some() || cr {
+            let kind = if resume.is_some() || cr || overflow {
                 TextKind::Other
             } else if self.refs.is_empty() {
                 TextKind::Plain
