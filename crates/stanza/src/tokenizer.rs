@@ -1035,6 +1035,11 @@ impl Scanner {
             }
             Err(Miss::Odd) => {}
         }
+        self.start_over(buf, lim)
+    }
+
+    /// The start tag at `pos`, read from its `<` by the resumable scanner.
+    fn start_over<'a>(&'a mut self, buf: &'a [u8], lim: Lim) -> Step<'a> {
         self.attrs.clear();
         self.start_tag(
             buf,
@@ -1071,17 +1076,7 @@ impl Scanner {
         if rest.len() >= 2 * seen {
             return self.start_from(buf, rest, lim, so_far);
         }
-        self.attrs.clear();
-        self.start_tag(
-            buf,
-            lim,
-            TagScan {
-                i: 1,
-                at: TagAt::Name,
-                name_end: 0,
-                name_colon: None,
-            },
-        )
+        self.start_over(buf, lim)
     }
 
     /// Whether [`Self::open_plain`] can open the start tag `c`.
