@@ -9,8 +9,9 @@
 //! 100 by default (about two minutes for `c2s`).
 //!
 //! `-- once CORPUS PARSER FEED` makes a single pass instead, for counting instructions:
-//! `valgrind --tool=callgrind --toggle-collect='benches::routines::*'
-//! target/release/interleaved once c2s stanza whole`.
+//! `valgrind --tool=callgrind --toggle-collect='benches::routines::stanza_whole'
+//! target/release/interleaved once c2s stanza whole` (name the one routine: a pattern
+//! matching the helpers it calls too would toggle counting off inside them).
 
 #![forbid(unsafe_code)]
 
