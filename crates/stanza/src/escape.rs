@@ -95,6 +95,7 @@ pub(crate) fn expand(raw: &str, refs: &[Reference]) -> String {
     let mut out = Vec::with_capacity(bytes.len() + SLACK);
     out.extend_from_slice(bytes);
     out.extend_from_slice(&[0; SLACK]);
+    let from_scratch = || unescape(raw).map_or_else(|_| raw.to_owned(), Cow::into_owned);
     let mut written = 0;
     let mut done = 0;
     for r in refs {
@@ -109,7 +110,7 @@ pub(crate) fn expand(raw: &str, refs: &[Reference]) -> String {
             // The output stays behind the input, which keeps every write in bounds.
             .filter(|&end| end <= r.end)
         else {
-            return unescape(raw).map_or_else(|_| raw.to_owned(), Cow::into_owned);
+            return from_scratch();
         };
         written = end;
         done = r.end;
@@ -119,7 +120,7 @@ pub(crate) fn expand(raw: &str, refs: &[Reference]) -> String {
             out.truncate(end);
             utf8::resolved_string(out)
         }
-        None => unescape(raw).map_or_else(|_| raw.to_owned(), Cow::into_owned),
+        None => from_scratch(),
     }
 }
 

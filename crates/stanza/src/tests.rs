@@ -442,3 +442,25 @@ fn text_with_many_references_unescapes_whole() {
         assert_eq!(text, "<é\u{1F600}".repeat(count), "{count}");
     }
 }
+
+#[test]
+fn errors_after_a_start_tag_cut_by_a_read() {
+    // The fast path goes on from the attribute a read cut (the rest at least as long
+    // again), or the resumable scanner reads the tag (less); both find the same error.
+    let cases: [(&str, &str, Error); 3] = [
+        ("<message a='1' ", "a='2'>", Error::DuplicateAttribute),
+        ("<message a='1' b='x", "<'>", Error::LtInAttributeValue),
+        ("<message a='1' ", "b>", Error::AttributeWithoutValue),
+    ];
+    for (first, second, error) in cases {
+        for pad in [0, 40] {
+            let mut t = Tokenizer::new(Limits::default());
+            let mut buf = format!("{HEADER}{first}").into_bytes();
+            assert!(matches!(t.next(&buf), Ok(Token::StreamOpen(_))));
+            assert!(matches!(t.next(&buf), Ok(Token::NeedMore)), "{first}");
+            buf.extend_from_slice(second.as_bytes());
+            buf.extend(std::iter::repeat_n(b' ', pad));
+            assert_eq!(t.next(&buf).err(), Some(error), "{first}{second} +{pad}");
+        }
+    }
+}

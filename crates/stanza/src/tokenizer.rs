@@ -1021,8 +1021,7 @@ impl Scanner {
                 if !self.is_plain(&c) {
                     return self.finish_start(buf, rest, c);
                 }
-                self.note(c.gt + 1);
-                let tag = utf8::prefix(rest, c.gt + 1).map_err(|_| Error::InvalidUtf8)?;
+                let tag = self.tag_text(rest, &c)?;
                 let opened = self.open_plain(buf, tag, c)?;
                 return Ok(self.start_token(opened));
             }
@@ -1112,12 +1111,17 @@ impl Scanner {
 
     #[inline(always)]
     fn finish_start<'a>(&'a mut self, buf: &'a [u8], b: &'a [u8], c: Complete) -> Step<'a> {
-        let raw = span(b, 0, c.gt + 1);
-        self.note(raw.len());
-        // Names and whitespace passed the byte tables and values were screened for
-        // forbidden characters while scanning; only UTF-8 validity is left to check.
-        let tag = utf8::from_utf8(raw).map_err(|_| Error::InvalidUtf8)?;
+        let tag = self.tag_text(b, &c)?;
         self.open(buf, tag, c)
+    }
+
+    /// The complete start tag `c` at the start of `b`, as text. Names and whitespace
+    /// passed the byte tables and values were screened for forbidden characters while
+    /// scanning; only UTF-8 validity is left to check.
+    #[inline(always)]
+    fn tag_text<'b>(&mut self, b: &'b [u8], c: &Complete) -> Result<&'b str, Error> {
+        self.note(c.gt + 1);
+        utf8::prefix(b, c.gt + 1).map_err(|_| Error::InvalidUtf8)
     }
 
     /// A complete, lexically valid start tag: namespaces, duplicates, depth.
