@@ -131,6 +131,29 @@ fn self_closing_stanza() {
     );
 }
 
+/// End tags are matched against the open element's name 16 bytes at a time where 16
+/// bytes can be read, and byte by byte where not (a longer name, the end of the input):
+/// both ways must find a difference in any byte, the last one included.
+#[test]
+fn end_tag_names_of_every_length_around_sixteen() {
+    for len in [1, 2, 15, 16, 17, 40] {
+        let name: String = (0..len)
+            .map(|k| char::from(b'a' + (k % 26) as u8))
+            .collect();
+        let mut wrong = name.clone();
+        wrong.pop();
+        wrong.push('Z');
+        // Directly after the header (`</n>` ends the input, fewer than 16 bytes on) and
+        // with a stanza after it (16 bytes readable at both names).
+        for tail in ["", "<presence/><presence/><presence/>"] {
+            let good = after_header(&format!("<{name}></{name}>{tail}"));
+            assert_eq!(good[1], format!("End({name} 1)"), "{len} {tail:?}");
+            let bad = after_header(&format!("<{name}></{wrong}>{tail}"));
+            assert_eq!(bad[1], "Err(MismatchedEndTag)", "{len} {tail:?}");
+        }
+    }
+}
+
 #[test]
 fn stream_close() {
     assert_eq!(

@@ -1473,13 +1473,18 @@ impl Scanner {
     #[inline(always)]
     fn fast_end_tag<'b>(&mut self, buf: &'b [u8], rest: &'b [u8]) -> Option<EndTag<'b>> {
         let f = *self.frames.last()?;
-        let open = self.in_buf(buf, f.name);
-        let len = open.len();
+        let len = f.name.1 - f.name.0;
         if rest.get(2 + len) != Some(&b'>') {
             return None;
         }
         // A non-ASCII name goes the long way; it is as valid there.
-        let name = utf8::same_ascii(rest.get(2..2 + len)?, open)?;
+        let open_at = self.stanza_start + f.name.0;
+        let name = match (rest.get(2..18), buf.get(open_at..open_at + 16)) {
+            (Some(name), Some(open)) if len <= 16 => {
+                utf8::same_ascii_16(name.try_into().ok()?, open.try_into().ok()?, len)?
+            }
+            _ => utf8::same_ascii(rest.get(2..2 + len)?, self.in_buf(buf, f.name))?,
+        };
         self.note(len + 1);
         self.pos += len + 3;
         Some(self.close(name, f.colon))

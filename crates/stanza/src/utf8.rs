@@ -183,6 +183,27 @@ pub(crate) fn same_ascii<'a>(name: &'a [u8], open: &[u8]) -> Option<&'a str> {
     Some(unsafe { str::from_utf8_unchecked(name) })
 }
 
+/// [`same_ascii`] for a name of `len` bytes, `1..=16`, given the 16 bytes from where each
+/// copy of it starts: one compare of two 16-byte words and no loop, whose exit would
+/// mispredict on most end tags (the names of successive tags differ in length). `None`
+/// for a mismatch, a byte at or above 0x80, or `len` outside `1..=16`.
+#[inline(always)]
+pub(crate) fn same_ascii_16<'a>(
+    name: &'a [u8; 16],
+    open: &[u8; 16],
+    len: usize,
+) -> Option<&'a str> {
+    let mask = u128::MAX.checked_shr(8 * 16usize.checked_sub(len)? as u32)?;
+    let (x, y) = (u128::from_le_bytes(*name), u128::from_le_bytes(*open));
+    if ((x ^ y) | x & u128::from_le_bytes([0x80; 16])) & mask != 0 {
+        return None;
+    }
+    let name = name.get(..len)?;
+    // SAFETY: the masked compare above saw every byte of `name` and found none at or
+    // above 0x80, and a sequence of ASCII bytes is valid UTF-8.
+    Some(unsafe { str::from_utf8_unchecked(name) })
+}
+
 /// `bytes.is_ascii()`, 16 bytes per step (the last step overlapping the one before).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline]
@@ -441,5 +462,31 @@ mod tests {
         assert_eq!(same_ascii(b"iq", b"iQ"), None);
         assert_eq!(same_ascii(b"iq", b"iqq"), None);
         assert_eq!(same_ascii("é".as_bytes(), "é".as_bytes()), None);
+    }
+
+    #[test]
+    fn same_ascii_16_compares_only_the_name() {
+        let window = |s: &[u8]| {
+            let mut w = [b'x'; 16];
+            w[..s.len()].copy_from_slice(s);
+            w
+        };
+        let message = window(b"message>tail");
+        assert_eq!(
+            same_ascii_16(&message, &window(b"message to="), 7),
+            Some("message")
+        );
+        assert_eq!(same_ascii_16(&message, &window(b"messagf"), 7), None);
+        assert_eq!(same_ascii_16(&message, &window(b"Message"), 7), None);
+        assert_eq!(same_ascii_16(&message, &window(b"message"), 0), None);
+        assert_eq!(same_ascii_16(&message, &window(b"message"), 17), None);
+        let full = *b"abcdefghijklmnop";
+        assert_eq!(same_ascii_16(&full, &full, 16), Some("abcdefghijklmnop"));
+        let mut last = full;
+        last[15] = b'q';
+        assert_eq!(same_ascii_16(&full, &last, 16), None);
+        assert_eq!(same_ascii_16(&full, &last, 15), Some("abcdefghijklmno"));
+        let high = window("é".as_bytes());
+        assert_eq!(same_ascii_16(&high, &high, 2), None);
     }
 }
