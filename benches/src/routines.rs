@@ -70,6 +70,50 @@ pub fn stanza_chunked(data: &[u8]) -> Tally {
     tally
 }
 
+/// [`stanza_chunked`] without the copy: the reads end at `read_ends` (offsets into
+/// `data`, ascending, the last one `data.len()`), and the tokenizer reads each where it
+/// lies in `data`. For the `interleaved` runner's breakdown of what chunked input costs.
+pub fn stanza_in_place(data: &[u8], read_ends: &[usize]) -> Tally {
+    let mut tokenizer = Tokenizer::new(Limits::default());
+    let mut tally = Tally::default();
+    let mut base = 0;
+    for &end in read_ends {
+        let read = data.get(base..end).unwrap_or_default();
+        loop {
+            match &tokenizer.next(read) {
+                Ok(Token::NeedMore) => break,
+                Ok(Token::StreamClose) => return tally,
+                Ok(token) => stanza_token(token, &mut tally),
+                Err(e) => panic!("the corpus is well-formed: {e}"),
+            }
+        }
+        base += tokenizer.compact();
+    }
+    tally
+}
+
+/// Where the [`CHUNK`]-byte reads of an input of `len` bytes end, for
+/// [`stanza_in_place`].
+pub fn chunk_ends(len: usize) -> Vec<usize> {
+    (1..=len.div_ceil(CHUNK))
+        .map(|k| (k * CHUNK).min(len))
+        .collect()
+}
+
+/// Where each stanza of `data` ends (one past its last byte), in order.
+pub fn stanza_ends(data: &[u8]) -> Vec<usize> {
+    let mut tokenizer = Tokenizer::new(Limits::default());
+    let mut ends = Vec::new();
+    loop {
+        match tokenizer.next(data) {
+            Ok(Token::StanzaEnd(span)) => ends.push(span.end),
+            Ok(Token::NeedMore | Token::StreamClose) => return ends,
+            Ok(_) => {}
+            Err(e) => panic!("the corpus is well-formed: {e}"),
+        }
+    }
+}
+
 /// The two quick-xml readers, as far as the visit below needs them.
 trait QuickReader {
     fn decoder(&self) -> Decoder;
@@ -280,3 +324,25 @@ pub const ROUTINES: [[Routine; 2]; 4] = [
     [rxml_whole, rxml_chunked],
     [quick_ns_whole, quick_ns_chunked],
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every feed visits the same stanzas and the same unescaped bytes as the whole one,
+    /// so that the runner's comparisons are between like and like.
+    #[test]
+    fn every_stanza_feed_sees_the_same_stream() {
+        let corpus = crate::c2s(64 << 10);
+        let data = corpus.bytes.as_slice();
+        let whole = stanza_whole(data);
+        assert_eq!(whole.stanzas, corpus.stanzas);
+        let ends = stanza_ends(data);
+        assert_eq!(ends.len() as u64, corpus.stanzas);
+        let mut at_stanza_ends = ends.clone();
+        at_stanza_ends.push(data.len());
+        assert_eq!(stanza_in_place(data, &at_stanza_ends), whole);
+        assert_eq!(stanza_in_place(data, &chunk_ends(data.len())), whole);
+        assert_eq!(stanza_chunked(data), whole);
+    }
+}
