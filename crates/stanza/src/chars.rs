@@ -314,11 +314,67 @@ pub(crate) enum RefStep {
     /// The reference ends just before `end` (after its `;`) and stands for `ch`.
     Done {
         end: usize,
-        ch: char,
+        ch: RefChar,
     },
     /// The input ended inside the reference.
     Incomplete(RefState),
     Invalid(Error),
+}
+
+/// The character a reference stands for, UTF-8 encoded where the reference is read:
+/// the five entities are ASCII, known without encoding anything, and whoever resolves
+/// the reference copies its bytes out whole, with no branch on their number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RefChar {
+    /// The encoding's bytes, first byte lowest; the bytes past `len` are zero.
+    word: u32,
+    len: u8,
+}
+
+impl RefChar {
+    /// An ASCII character (the high bit of `b` is dropped, so that the bytes are always
+    /// UTF-8).
+    const fn ascii(b: u8) -> Self {
+        Self {
+            word: (b & 0x7F) as u32,
+            len: 1,
+        }
+    }
+
+    /// The encoding's bytes, of which the first [`Self::len`] count (four are always
+    /// there, for copies of a fixed size).
+    #[inline(always)]
+    pub(crate) fn bytes(self) -> [u8; 4] {
+        self.word.to_le_bytes()
+    }
+
+    #[inline(always)]
+    pub(crate) fn len(self) -> usize {
+        usize::from(self.len)
+    }
+}
+
+impl From<char> for RefChar {
+    /// All four encodings are computed and the one of the right length picked, with no
+    /// branch on the character: numeric references in chat name characters of every
+    /// length at random.
+    #[inline]
+    fn from(ch: char) -> Self {
+        let c = u32::from(ch);
+        let len = 1 + u8::from(c >= 0x80) + u8::from(c >= 0x800) + u8::from(c >= 0x1_0000);
+        let tail = |shift: u32| 0x80 | (c >> shift) & 0x3F;
+        let encodings = [
+            c,
+            (0xC0 | c >> 6) | tail(0) << 8,
+            (0xE0 | c >> 12) | tail(6) << 8 | tail(0) << 16,
+            (0xF0 | c >> 18) | tail(12) << 8 | tail(6) << 16 | tail(0) << 24,
+        ];
+        let word = encodings
+            .get(usize::from(len) - 1)
+            .copied()
+            .unwrap_or_default();
+        Self { word, len }
+    }
 }
 
 /// A complete predefined entity or numeric character reference to a character XML
@@ -329,7 +385,7 @@ pub(crate) enum RefStep {
 /// guess: the five entity names are compared all at once on one 8-byte word, and digits
 /// are read through a table, so that what a reference says does not steer a branch.
 #[inline]
-pub(crate) fn reference(rest: &[u8]) -> Option<(usize, char)> {
+pub(crate) fn reference(rest: &[u8]) -> Option<(usize, RefChar)> {
     let Some(word) = rest.first_chunk::<8>() else {
         return predefined(rest).or_else(|| numeric(rest));
     };
@@ -348,7 +404,7 @@ pub(crate) fn reference(rest: &[u8]) -> Option<(usize, char)> {
         + u8::from(apos) * b'\''
         + u8::from(quot) * b'"';
     if len != 0 {
-        return Some((len, char::from(ch)));
+        return Some((len, RefChar::ascii(ch)));
     }
     numeric(rest)
 }
@@ -366,21 +422,22 @@ const fn word_of(bytes: &[u8]) -> u64 {
 
 /// The five predefined entities, for the last few bytes of an input, where
 /// [`reference`] cannot read a whole word.
-fn predefined(rest: &[u8]) -> Option<(usize, char)> {
-    match rest.first()? {
-        b'l' if rest.starts_with(b"lt;") => Some((3, '<')),
-        b'g' if rest.starts_with(b"gt;") => Some((3, '>')),
-        b'a' if rest.starts_with(b"amp;") => Some((4, '&')),
-        b'a' if rest.starts_with(b"apos;") => Some((5, '\'')),
-        b'q' if rest.starts_with(b"quot;") => Some((5, '"')),
-        _ => None,
-    }
+fn predefined(rest: &[u8]) -> Option<(usize, RefChar)> {
+    let (len, ch) = match rest.first()? {
+        b'l' if rest.starts_with(b"lt;") => (3, b'<'),
+        b'g' if rest.starts_with(b"gt;") => (3, b'>'),
+        b'a' if rest.starts_with(b"amp;") => (4, b'&'),
+        b'a' if rest.starts_with(b"apos;") => (5, b'\''),
+        b'q' if rest.starts_with(b"quot;") => (5, b'"'),
+        _ => return None,
+    };
+    Some((len, RefChar::ascii(ch)))
 }
 
 /// A complete numeric character reference to a character XML allows; `rest` starts
 /// just after the `&`.
 #[inline]
-fn numeric(rest: &[u8]) -> Option<(usize, char)> {
+fn numeric(rest: &[u8]) -> Option<(usize, RefChar)> {
     let (&hash, after) = rest.split_first()?;
     if hash != b'#' {
         return None;
@@ -404,7 +461,7 @@ fn numeric(rest: &[u8]) -> Option<(usize, char)> {
         return None;
     }
     let ch = char::from_u32(value).filter(|&ch| is_xml_char(u32::from(ch)))?;
-    Some((k + 1, ch))
+    Some((k + 1, ch.into()))
 }
 
 /// Each byte's value as a hexadecimal digit (lower or upper case), or 0xFF.
@@ -458,20 +515,26 @@ pub(crate) fn scan_ref(b: &[u8], mut i: usize, mut st: RefState, max_name: usize
             }
             RefState::Dec(v) | RefState::Hex(v) if c == b';' => {
                 return match char::from_u32(v).filter(|&ch| is_xml_char(u32::from(ch))) {
-                    Some(ch) => RefStep::Done { end: i + 1, ch },
+                    Some(ch) => RefStep::Done {
+                        end: i + 1,
+                        ch: ch.into(),
+                    },
                     None => RefStep::Invalid(Error::ForbiddenCharRef),
                 };
             }
             RefState::Named(n) if c == b';' => {
                 let ch = match b.get(i.saturating_sub(n)..i) {
-                    Some(b"lt") => '<',
-                    Some(b"gt") => '>',
-                    Some(b"amp") => '&',
-                    Some(b"quot") => '"',
-                    Some(b"apos") => '\'',
+                    Some(b"lt") => b'<',
+                    Some(b"gt") => b'>',
+                    Some(b"amp") => b'&',
+                    Some(b"quot") => b'"',
+                    Some(b"apos") => b'\'',
                     _ => return RefStep::Invalid(Error::UnknownEntity),
                 };
-                return RefStep::Done { end: i + 1, ch };
+                return RefStep::Done {
+                    end: i + 1,
+                    ch: RefChar::ascii(ch),
+                };
             }
             RefState::Named(n) if is_name(c) => {
                 if n >= max_name {
@@ -496,19 +559,40 @@ mod tests {
 
     #[test]
     fn references() {
-        assert_eq!(whole("&lt;"), RefStep::Done { end: 4, ch: '<' });
-        assert_eq!(whole("&apos;x"), RefStep::Done { end: 6, ch: '\'' });
-        assert_eq!(whole("&#65;"), RefStep::Done { end: 5, ch: 'A' });
+        assert_eq!(
+            whole("&lt;"),
+            RefStep::Done {
+                end: 4,
+                ch: '<'.into()
+            }
+        );
+        assert_eq!(
+            whole("&apos;x"),
+            RefStep::Done {
+                end: 6,
+                ch: '\''.into()
+            }
+        );
+        assert_eq!(
+            whole("&#65;"),
+            RefStep::Done {
+                end: 5,
+                ch: 'A'.into()
+            }
+        );
         assert_eq!(
             whole("&#x1F600;"),
             RefStep::Done {
                 end: 9,
-                ch: '\u{1F600}'
+                ch: '\u{1F600}'.into()
             }
         );
         assert_eq!(
             whole("&#0000000000000000000065;"),
-            RefStep::Done { end: 25, ch: 'A' }
+            RefStep::Done {
+                end: 25,
+                ch: 'A'.into()
+            }
         );
         assert_eq!(whole("&#xD800;"), RefStep::Invalid(Error::ForbiddenCharRef));
         assert_eq!(whole("&#0;"), RefStep::Invalid(Error::ForbiddenCharRef));
@@ -540,7 +624,10 @@ mod tests {
         }
         assert_eq!(
             scan_ref(s, s.len() - 1, st, 256),
-            RefStep::Done { end: 6, ch: 'A' }
+            RefStep::Done {
+                end: 6,
+                ch: 'A'.into()
+            }
         );
     }
 

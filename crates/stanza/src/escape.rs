@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use crate::Error;
-use crate::chars::{RefState, RefStep, find, reference, scan_ref};
+use crate::chars::{RefChar, RefState, RefStep, find, reference, scan_ref};
 use crate::utf8;
 
 /// Resolve the five predefined entities and numeric character references in `raw` text,
@@ -73,7 +73,7 @@ fn owned(raw: &str, first: usize, mode: Mode) -> Result<String, Error> {
 pub(crate) struct Reference {
     pub(crate) at: usize,
     pub(crate) end: usize,
-    pub(crate) ch: char,
+    pub(crate) ch: RefChar,
 }
 
 /// `raw` with its references `refs` (all of them, in order, and no CR in `raw`)
@@ -143,34 +143,19 @@ fn copy_piece(src: &[u8], from: usize, to: usize, out: &mut [u8], at: usize) -> 
     Some(at + len)
 }
 
-/// Writes `ch` as UTF-8 to `out` at `at` and returns where it ends. All four bytes are
-/// computed and written whatever the length, which only moves the end. `None`
-/// (nothing written) if `out` cannot hold them.
+/// Writes `ch` to `out` at `at` and returns where it ends. All four bytes are written
+/// whatever the length, which only moves the end. `None` (nothing written) if `out`
+/// cannot hold them.
 #[inline(always)]
-fn put_char(out: &mut [u8], at: usize, ch: char) -> Option<usize> {
-    let c = u32::from(ch);
-    let len = 1 + usize::from(c >= 0x80) + usize::from(c >= 0x800) + usize::from(c >= 0x1_0000);
-    let tail = |shift: u32| 0x80 | (c >> shift) & 0x3F;
-    let encodings = [
-        c,
-        (0xC0 | c >> 6) | tail(0) << 8,
-        (0xE0 | c >> 12) | tail(6) << 8 | tail(0) << 16,
-        (0xF0 | c >> 18) | tail(12) << 8 | tail(6) << 16 | tail(0) << 24,
-    ];
-    let word = encodings.get(len - 1).copied().unwrap_or_default();
-    out.get_mut(at..at + 4)?
-        .copy_from_slice(&word.to_le_bytes());
-    Some(at + len)
+fn put_char(out: &mut [u8], at: usize, ch: RefChar) -> Option<usize> {
+    out.get_mut(at..at + 4)?.copy_from_slice(&ch.bytes());
+    Some(at + ch.len())
 }
 
-/// Appends `ch` encoded as UTF-8; most references stand for ASCII characters.
+/// Appends `ch`.
 #[inline(always)]
-fn push_char(out: &mut Vec<u8>, ch: char) {
-    if ch.is_ascii() {
-        out.push(ch as u8);
-    } else {
-        out.extend(ch.encode_utf8(&mut [0; 4]).as_bytes());
-    }
+fn push_char(out: &mut Vec<u8>, ch: RefChar) {
+    out.extend_from_slice(ch.bytes().get(..ch.len()).unwrap_or_default());
 }
 
 /// The next byte at or after `from` that unescaping must replace.
@@ -366,17 +351,17 @@ mod tests {
             Reference {
                 at: 2,
                 end: 6,
-                ch: '<',
+                ch: '<'.into(),
             },
             Reference {
                 at: 7,
                 end: 16,
-                ch: '\u{1F600}',
+                ch: '\u{1F600}'.into(),
             },
             Reference {
                 at: 16,
                 end: 21,
-                ch: '&',
+                ch: '&'.into(),
             },
         ];
         assert_eq!(expand(raw, &refs), "é<x\u{1F600}&");
@@ -386,7 +371,7 @@ mod tests {
         let misplaced = [Reference {
             at: 1,
             end: 6,
-            ch: '?',
+            ch: '?'.into(),
         }];
         assert_eq!(expand(raw, &misplaced), "é<x\u{1F600}&");
         let overlapping = [refs[1], refs[0]];
