@@ -252,11 +252,12 @@ fn compact_keeps_the_open_stanza() {
     assert_eq!(n, HEADER.len() + 2);
     buf.drain(..n);
     assert!(matches!(t.next(&buf), Ok(Token::Start(_))));
-    assert!(matches!(t.next(&buf), Ok(Token::Text(text)) if text.raw == "hi"));
+    // The text waits for the `>` of the markup after it.
     assert!(matches!(t.next(&buf), Ok(Token::NeedMore)));
     // Inside the stanza: nothing more can go.
     assert_eq!(t.compact(), 0);
     buf.extend_from_slice(b"dy></message><x/>");
+    assert!(matches!(t.next(&buf), Ok(Token::Text(text)) if text.raw == "hi"));
     assert!(matches!(t.next(&buf), Ok(Token::End(_))));
     assert!(matches!(t.next(&buf), Ok(Token::End(_))));
     let Ok(Token::StanzaEnd(r)) = t.next(&buf) else {
@@ -311,7 +312,7 @@ fn a_failed_stream_stays_failed() {
 #[test]
 fn valid_text_before_an_error_is_handed_out_first() {
     assert_eq!(
-        after_header("<a>ok &bad;"),
+        after_header("<a>ok &bad;</a>"),
         [
             "Start(a {jabber:client} 1)",
             "Text(ok )",
@@ -319,6 +320,51 @@ fn valid_text_before_an_error_is_handed_out_first() {
         ]
     );
     assert_eq!(after_header(" \n x"), ["Ws", "Err(TextBetweenStanzas)"]);
+}
+
+/// Nothing after the last `>` of the input is read but whitespace between stanzas: a
+/// read that ends inside a token leaves it for the next, and an error there is
+/// reported once a `>` comes after it, or once the stanza outgrows its limit.
+#[test]
+fn input_after_the_last_gt_waits() {
+    let mut t = Tokenizer::new(Limits::default());
+    let mut buf = format!("{HEADER}<a>ok &bad;").into_bytes();
+    assert!(matches!(t.next(&buf), Ok(Token::StreamOpen(_))));
+    assert!(matches!(t.next(&buf), Ok(Token::Start(_))));
+    assert!(matches!(t.next(&buf), Ok(Token::NeedMore)));
+    buf.extend_from_slice(b" <b");
+    assert!(matches!(t.next(&buf), Ok(Token::NeedMore)));
+    buf.push(b'>');
+    assert!(matches!(t.next(&buf), Ok(Token::Text(text)) if text.raw == "ok "));
+    assert_eq!(t.next(&buf).err(), Some(Error::UnknownEntity));
+
+    let limits = Limits {
+        max_stanza_bytes: 256,
+        ..Limits::default()
+    };
+    let mut t = Tokenizer::new(limits);
+    let mut buf = format!("{HEADER}<a>").into_bytes();
+    assert!(matches!(t.next(&buf), Ok(Token::StreamOpen(_))));
+    assert!(matches!(t.next(&buf), Ok(Token::Start(_))));
+    buf.extend_from_slice(&[b'x'; 253]);
+    assert!(matches!(t.next(&buf), Ok(Token::NeedMore)));
+    buf.push(b'x');
+    assert!(matches!(t.next(&buf), Ok(Token::Text(_))));
+    assert_eq!(t.next(&buf).err(), Some(Error::StanzaTooLarge));
+
+    // Whitespace between stanzas needs no `>` after it.
+    let mut t = Tokenizer::new(Limits::default());
+    let buf = format!("{HEADER}<a/> \n");
+    let tokens: Vec<_> = std::iter::from_fn(|| match t.next(buf.as_bytes()) {
+        Ok(Token::NeedMore) | Err(_) => None,
+        Ok(token) => Some(format!("{token:?}").split('(').next().map(str::to_owned)),
+    })
+    .flatten()
+    .collect();
+    assert_eq!(
+        tokens,
+        ["StreamOpen", "Start", "End", "StanzaEnd", "Whitespace"]
+    );
 }
 
 #[test]

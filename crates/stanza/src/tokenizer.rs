@@ -5,16 +5,17 @@
 //! to the stanza's start, so [`Tokenizer::compact`] only has to move those two offsets.
 //!
 //! Decisions depend only on bytes already seen, never on where a read happened to end:
-//! a token that is not complete yet is resumed exactly where its scan stopped, so the
-//! same input yields the same tokens (text may come in more pieces) and the same error
-//! however it is split into reads, and no byte is scanned more than a bounded number of
-//! times.
+//! nothing after the input's last `>` is read but whitespace between stanzas (every
+//! tag ends at a `>`), and a token that is not complete all the same is resumed exactly
+//! where its scan stopped, so the same input yields the same tokens (text may come in more pieces)
+//! and the same error however it is split into reads, and no byte is scanned more than
+//! a bounded number of times.
 
 use std::borrow::Cow;
 use std::ops::Range;
 use std::str;
 
-use memchr::memchr;
+use memchr::{memchr, memrchr};
 
 use crate::Error;
 use crate::chars::{self, Miss, RefState, RefStep, byte, same};
@@ -270,9 +271,6 @@ enum Scan {
     /// Between tokens.
     Idle,
     StartTag(TagScan),
-    /// A start tag that the fast path read this many bytes of, and how far it got
-    /// (see `start_again`).
-    StartAgain(usize, TagSoFar),
     EndTag(EndScan),
     /// The XML declaration; `?>` is searched from this offset on.
     Decl(usize),
@@ -420,6 +418,11 @@ struct Scanner {
     attrs: Vec<AttrSpan>,
     /// References in the text token being read or last returned.
     refs: Vec<Reference>,
+    /// One past the last `>` in the buffer (0 if none): markup ends only at a `>`, so
+    /// nothing after it is read but whitespace between stanzas (see `scan_token`).
+    gt_end: usize,
+    /// How much of the buffer has been searched for `gt_end`.
+    gt_seen: usize,
     examined: u64,
 }
 
@@ -457,6 +460,8 @@ impl Tokenizer {
         let s = &mut self.scanner;
         let n = if s.in_stanza { s.stanza_start } else { s.pos };
         s.pos -= n;
+        s.gt_end = s.gt_end.saturating_sub(n);
+        s.gt_seen = s.gt_seen.saturating_sub(n);
         if s.in_stanza {
             s.stanza_start -= n;
         }
@@ -500,6 +505,8 @@ impl Scanner {
             header_store: String::new(),
             attrs: Vec::new(),
             refs: Vec::new(),
+            gt_end: 0,
+            gt_seen: 0,
             examined: 0,
         }
     }
@@ -521,6 +528,8 @@ impl Scanner {
         self.header_store.clear();
         self.attrs.clear();
         self.refs.clear();
+        self.gt_end = 0;
+        self.gt_seen = 0;
     }
 
     fn note(&mut self, n: usize) {
@@ -548,10 +557,23 @@ impl Scanner {
             }
             Pending::StreamClose => return Ok(Token::StreamClose),
         }
+        // Here rather than in `scan_token`, whose every call would otherwise save
+        // registers around this call that is made once a read.
+        if buf.len() != self.gt_seen {
+            self.find_last_gt(buf);
+        }
         self.scan_token(buf)
     }
 
     /// Reads the token at `pos`, resuming the scan that stopped there.
+    ///
+    /// Only the input up to its last `>` is read, but for whitespace between stanzas
+    /// (see [`Lim::avail`]): every tag ends at a `>`, and text inside a stanza
+    /// is of no use before the end tag that follows it. So a read that ends inside a
+    /// token leaves it unread, rather than read in part and taken up again with the
+    /// next read (which costs several times more), and text comes in fewer pieces. The
+    /// bytes past the last `>` are read once a later one comes, or all at once when the
+    /// stanza limit is exceeded, which is then reported as ever.
     #[inline]
     fn scan_token<'a>(&'a mut self, buf: &'a [u8]) -> Step<'a> {
         let unit = if self.in_stanza {
@@ -560,33 +582,42 @@ impl Scanner {
             self.pos
         };
         let limit = unit.saturating_add(self.limits.max_stanza_bytes);
+        let over = buf.len() > limit;
         let lim = Lim {
-            end: buf.len().min(limit),
-            over: buf.len() > limit,
+            end: buf.len().min(if over { limit } else { self.gt_end }),
+            over,
         };
         match self.scan {
             Scan::Idle => self.idle(buf, lim),
             Scan::StartTag(st) => self.start_tag(buf, lim, st),
-            Scan::StartAgain(seen, so_far) => self.start_again(buf, lim, seen, so_far),
             Scan::EndTag(st) => self.end_tag(buf, lim, st),
             Scan::Decl(i) => self.decl(buf, lim, i),
             Scan::TextRef(i, rs) => self.text(buf, lim, Some((i, rs))),
         }
     }
 
+    /// Sets `gt_end` for the bytes the caller appended since the last call.
+    #[inline(never)]
+    fn find_last_gt(&mut self, buf: &[u8]) {
+        if buf.len() < self.gt_seen {
+            // Not the buffer the last call saw, plus more: search all of it.
+            self.gt_seen = 0;
+            self.gt_end = 0;
+        }
+        if let Some(k) = memrchr(b'>', span(buf, self.gt_seen, buf.len())) {
+            self.gt_end = self.gt_seen + k + 1;
+        }
+        self.gt_seen = buf.len();
+    }
+
     /// Starts the next token at `pos`.
     #[inline]
     fn idle<'a>(&'a mut self, buf: &'a [u8], lim: Lim) -> Step<'a> {
         let rest = span(buf, self.pos, lim.end);
-        let Some(&first) = rest.first() else {
-            return lim.need_more();
-        };
-        if first != b'<' {
-            return if self.frames.is_empty() {
-                self.whitespace(rest)
-            } else {
-                self.text(buf, lim, None)
-            };
+        match rest.first() {
+            Some(b'<') => {}
+            Some(_) if !self.frames.is_empty() => return self.text(buf, lim, None),
+            _ => return self.between_stanzas(buf, lim),
         }
         let Some(&second) = rest.get(1) else {
             self.note(1);
@@ -608,6 +639,19 @@ impl Scanner {
                 self.start(buf, rest, lim)
             }
             _ => Err(Error::InvalidName),
+        }
+    }
+
+    /// Nothing at `pos` before the last `>`, or something other than markup outside a
+    /// stanza: whitespace, read up to the end of the buffer (whitespace may come after
+    /// the last `>`), or what comes next is not complete yet.
+    fn between_stanzas<'b>(&mut self, buf: &[u8], lim: Lim) -> Step<'b> {
+        let avail = lim.avail(buf);
+        match avail.get(self.pos) {
+            Some(&c) if c != b'<' && self.frames.is_empty() => {
+                self.whitespace(span(avail, self.pos, avail.len()))
+            }
+            _ => lim.need_more(),
         }
     }
 
@@ -998,24 +1042,13 @@ impl Scanner {
     /// The start tag at `pos` (`rest` is the usable input from there): read in one
     /// pass by [`fast_start_tag`] and, in the common case ([`Self::open_plain`]),
     /// opened in the same call, which writes the token straight into the caller's;
-    /// anything else goes to the resumable scanner.
+    /// anything else goes to the resumable scanner. So does a tag that the input cuts
+    /// off, which only happens when a value holds the input's last `>` (see
+    /// [`Self::scan_token`]), and then only once a tag: the scanner keeps its place.
     #[inline(never)]
     fn start<'a>(&'a mut self, buf: &'a [u8], rest: &'a [u8], lim: Lim) -> Step<'a> {
         self.attrs.clear();
-        self.start_from(buf, rest, lim, TagSoFar::START)
-    }
-
-    /// [`Self::start`] from where `so_far` says an earlier read of the tag got, with the
-    /// attributes it read still in `attrs`.
-    #[inline(always)]
-    fn start_from<'a>(
-        &'a mut self,
-        buf: &'a [u8],
-        rest: &'a [u8],
-        lim: Lim,
-        mut so_far: TagSoFar,
-    ) -> Step<'a> {
-        match fast_start_tag(rest, &mut self.attrs, &self.limits, &mut so_far) {
+        match fast_start_tag(rest, &mut self.attrs, &self.limits) {
             Ok(c) => {
                 self.note(c.gt + 1);
                 if !self.is_plain(&c) {
@@ -1023,18 +1056,15 @@ impl Scanner {
                 }
                 let tag = self.tag_text(rest, &c)?;
                 let opened = self.open_plain(buf, tag, c)?;
-                return Ok(self.start_token(opened));
+                Ok(self.start_token(opened))
             }
-            Err(Miss::Cut) => {
-                // All of it so far has the common shape: go on from the attribute it
-                // ended in when more of it has come (see `start_again`).
-                self.note(rest.len());
-                self.scan = Scan::StartAgain(rest.len(), so_far);
-                return lim.need_more();
+            Err(miss) => {
+                if miss == Miss::Cut {
+                    self.note(rest.len());
+                }
+                self.start_over(buf, lim)
             }
-            Err(Miss::Odd) => {}
         }
-        self.start_over(buf, lim)
     }
 
     /// The start tag at `pos`, read from its `<` by the resumable scanner.
@@ -1050,32 +1080,6 @@ impl Scanner {
                 name_colon: None,
             },
         )
-    }
-
-    /// A start tag at `pos` whose first `seen` bytes [`fast_start_tag`] read without
-    /// finding its end, getting as far as `so_far`. Once at least as much input again
-    /// has come, the fast path goes on from the attribute it was cut in (a read of
-    /// 1,500 bytes cuts a tag every few stanzas, and the resumable scanner is several
-    /// times slower); with less, the resumable scanner takes over, so that a tag
-    /// arriving a byte at a time is still read in linear time: each fast read is at
-    /// least twice as long as the one before, so all of them together come to at most
-    /// twice the tag.
-    fn start_again<'a>(
-        &'a mut self,
-        buf: &'a [u8],
-        lim: Lim,
-        seen: usize,
-        so_far: TagSoFar,
-    ) -> Step<'a> {
-        let rest = span(buf, self.pos, lim.end);
-        if rest.len() == seen {
-            return lim.need_more();
-        }
-        self.scan = Scan::Idle;
-        if rest.len() >= 2 * seen {
-            return self.start_from(buf, rest, lim, so_far);
-        }
-        self.start_over(buf, lim)
     }
 
     /// Whether [`Self::open_plain`] can open the start tag `c`.
@@ -1673,28 +1677,14 @@ impl AttrWork {
 /// this only has to agree with it on tags that are valid. [`Miss::Cut`] means that all
 /// of `b` had the common shape and the tag goes on past it.
 #[inline(always)]
-fn fast_start_tag(
-    b: &[u8],
-    attrs: &mut Vec<AttrSpan>,
-    limits: &Limits,
-    so_far: &mut TagSoFar,
-) -> Result<Complete, Miss> {
-    if so_far.name_end == 0 {
-        let (name_end, name_colon) = chars::fast_qname(b, 1)?;
-        if name_end - 1 > limits.max_name_bytes {
-            return Err(Miss::Odd);
-        }
-        so_far.name_end = name_end;
-        so_far.name_colon = name_colon;
-        so_far.i = name_end;
+fn fast_start_tag(b: &[u8], attrs: &mut Vec<AttrSpan>, limits: &Limits) -> Result<Complete, Miss> {
+    let (name_end, name_colon) = chars::fast_qname(b, 1)?;
+    if name_end - 1 > limits.max_name_bytes {
+        return Err(Miss::Odd);
     }
-    let (name_end, name_colon) = (so_far.name_end, so_far.name_colon);
-    let mut work = so_far.work;
-    let mut i = so_far.i;
+    let mut work = AttrWork::NONE;
+    let mut i = name_end;
     loop {
-        // Where to go on from if the input ends before this attribute does.
-        so_far.i = i;
-        so_far.work = work;
         let mut c = byte(b, i)?;
         if chars::is_ws(c) {
             i += 1;
@@ -1752,26 +1742,6 @@ fn fast_start_tag(
             attrs: work,
         });
     }
-}
-
-/// How far [`fast_start_tag`] got in a tag that the input cut short: its name (once
-/// read), and where the attribute after those already in the attribute list begins.
-#[derive(Debug, Clone, Copy)]
-struct TagSoFar {
-    /// 0 until the name is read.
-    name_end: usize,
-    name_colon: Option<usize>,
-    i: usize,
-    work: AttrWork,
-}
-
-impl TagSoFar {
-    const START: Self = Self {
-        name_end: 0,
-        name_colon: None,
-        i: 0,
-        work: AttrWork::NONE,
-    };
 }
 
 /// Whether every prefixed attribute among `attrs` (of the tag `b`) has the prefix `xml`,
@@ -1855,12 +1825,26 @@ fn value_rest(b: &[u8], mut i: usize, quote: u8, max_name: usize) -> Result<(usi
 /// outside stanzas) would exceed `max_stanza_bytes`.
 #[derive(Debug, Clone, Copy)]
 struct Lim {
+    /// Where reading stops: after the last `>` of the buffer, or at the limit when the
+    /// buffer goes past it.
     end: usize,
-    /// The buffer holds bytes past `end`, so running out of input means the limit is hit.
+    /// The buffer goes past the limit, which is `end`: running out of input means the
+    /// limit is hit.
     over: bool,
 }
 
 impl Lim {
+    /// The part of `buf` that whitespace between stanzas may be read from: all of it,
+    /// or up to the limit.
+    #[inline(always)]
+    fn avail(self, buf: &[u8]) -> &[u8] {
+        if self.over {
+            span(buf, 0, self.end)
+        } else {
+            buf
+        }
+    }
+
     fn need_more<'b>(self) -> Step<'b> {
         if self.over {
             Err(Error::StanzaTooLarge)
