@@ -436,7 +436,7 @@ fn predefined(rest: &[u8]) -> Option<(usize, RefChar)> {
 
 /// A complete numeric character reference to a character XML allows; `rest` starts
 /// just after the `&`.
-#[inline]
+#[inline(always)]
 fn numeric(rest: &[u8]) -> Option<(usize, RefChar)> {
     let (&hash, after) = rest.split_first()?;
     if hash != b'#' {
