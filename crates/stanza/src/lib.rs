@@ -4,7 +4,11 @@
 //! the socket. It passes the whole buffer (always starting at the same base) to
 //! [`Tokenizer::next`], which returns one [`Token`] borrowing from that buffer, or
 //! [`Token::NeedMore`] when the bytes so far end inside a token. The tokenizer remembers
-//! how far it has scanned, so bytes arriving one at a time are never rescanned.
+//! how far it has scanned, so bytes arriving one at a time are never rescanned. It reads
+//! no further than the last `>` in the buffer (but for whitespace between stanzas): a
+//! read that ends inside a tag leaves the tag for the next read instead of reading it in
+//! part, and text after that `>` comes out once the markup after it has come (or the
+//! stanza outgrows its limit), and so does an error in it.
 //!
 //! Between stanzas the caller calls [`Tokenizer::compact`] and drops that many leading
 //! bytes from its buffer, so memory per connection is bounded by the stanza size limit.

@@ -5,11 +5,11 @@
 //! to the stanza's start, so [`Tokenizer::compact`] only has to move those two offsets.
 //!
 //! Decisions depend only on bytes already seen, never on where a read happened to end:
-//! nothing after the input's last `>` is read but whitespace between stanzas (every
-//! tag ends at a `>`), and a token that is not complete all the same is resumed exactly
-//! where its scan stopped, so the same input yields the same tokens (text may come in more pieces)
-//! and the same error however it is split into reads, and no byte is scanned more than
-//! a bounded number of times.
+//! nothing after the input's last `>` is read but whitespace between stanzas (every tag
+//! ends at a `>`), and a token that is not complete all the same is resumed exactly
+//! where its scan stopped, so the same input yields the same tokens (text may come in
+//! more pieces) and the same error however it is split into reads, and no byte is
+//! scanned more than a bounded number of times.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -235,7 +235,8 @@ pub struct EndTag<'a> {
 /// What [`Tokenizer::next`] found.
 #[derive(Debug, Clone)]
 pub enum Token<'a> {
-    /// The buffer ends inside a token: append more bytes and call again. Not an error.
+    /// The buffer ends inside a token, or in text that waits for the markup after it:
+    /// append more bytes and call again. Not an error.
     NeedMore,
     /// The `<stream:stream ...>` header (depth 0).
     StreamOpen(StartTag<'a>),
