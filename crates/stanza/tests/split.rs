@@ -401,6 +401,12 @@ fn byte_at_a_time_is_linear() {
             "xé&amp;".repeat(big / 8)
         ),
         format!("{HEADER}<message to='{}'/>", "vé&amp;".repeat(big / 8)),
+        // Each `>` lets the tokenizer read up to it (the input's last `>` bounds it).
+        format!("{HEADER}<message to='{}'/>", "v>".repeat(big / 2)),
+        format!(
+            "{HEADER}<message><body>{}</body></message>",
+            "x>".repeat(big / 2)
+        ),
         format!(
             "{HEADER}<message><body>&#{}65;</body></message>",
             "0".repeat(big)
