@@ -612,6 +612,24 @@ mod tests {
         );
     }
 
+    /// `escape::expand` and `escape::resolve` copy these bytes into strings that
+    /// `utf8::resolved_string` trusts to be UTF-8.
+    #[test]
+    fn ref_chars_are_utf8_for_every_char() {
+        for ch in (0..=0x10_FFFF).filter_map(char::from_u32) {
+            let encoded = RefChar::from(ch);
+            let bytes = encoded.bytes();
+            let (used, rest) = bytes.split_at(encoded.len());
+            assert_eq!(used, ch.encode_utf8(&mut [0; 4]).as_bytes(), "{ch:?}");
+            assert!(rest.iter().all(|&b| b == 0), "{ch:?}");
+        }
+        for b in 0..=u8::MAX {
+            let encoded = RefChar::ascii(b);
+            assert_eq!(encoded.len(), 1);
+            assert!(encoded.bytes()[0].is_ascii());
+        }
+    }
+
     #[test]
     fn resumes_where_it_stopped() {
         let s = b"&#x41;";
