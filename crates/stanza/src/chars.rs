@@ -421,7 +421,7 @@ const fn word_of(bytes: &[u8]) -> u64 {
 }
 
 /// The five predefined entities, for the last few bytes of an input, where
-/// [`reference`] cannot read a whole word.
+/// [`reference`] cannot read a whole word, and for [`scan_ref`].
 fn predefined(rest: &[u8]) -> Option<(usize, RefChar)> {
     let (len, ch) = match rest.first()? {
         b'l' if rest.starts_with(b"lt;") => (3, b'<'),
@@ -523,17 +523,11 @@ pub(crate) fn scan_ref(b: &[u8], mut i: usize, mut st: RefState, max_name: usize
                 };
             }
             RefState::Named(n) if c == b';' => {
-                let ch = match b.get(i.saturating_sub(n)..i) {
-                    Some(b"lt") => b'<',
-                    Some(b"gt") => b'>',
-                    Some(b"amp") => b'&',
-                    Some(b"quot") => b'"',
-                    Some(b"apos") => b'\'',
-                    _ => return RefStep::Invalid(Error::UnknownEntity),
-                };
-                return RefStep::Done {
-                    end: i + 1,
-                    ch: RefChar::ascii(ch),
+                // The name and its `;`, which must be one of the five whole.
+                let named = b.get(i.saturating_sub(n)..=i).unwrap_or_default();
+                return match predefined(named) {
+                    Some((len, ch)) if len == named.len() => RefStep::Done { end: i + 1, ch },
+                    _ => RefStep::Invalid(Error::UnknownEntity),
                 };
             }
             RefState::Named(n) if is_name(c) => {
@@ -632,20 +626,47 @@ mod tests {
 
     #[test]
     fn resumes_where_it_stopped() {
-        let s = b"&#x41;";
-        let mut st = RefState::Amp;
-        for end in 2..s.len() {
-            match scan_ref(&s[..end], end - 1, st, 256) {
-                RefStep::Incomplete(next) => st = next,
-                other => panic!("{other:?}"),
+        /// `s` fed one more byte at a time, the last call resuming where the one before
+        /// stopped.
+        fn byte_by_byte(s: &[u8]) -> RefStep {
+            let mut st = RefState::Amp;
+            for end in 2..s.len() {
+                match scan_ref(&s[..end], end - 1, st, 256) {
+                    RefStep::Incomplete(next) => st = next,
+                    other => return other,
+                }
             }
+            scan_ref(s, s.len() - 1, st, 256)
         }
         assert_eq!(
-            scan_ref(s, s.len() - 1, st, 256),
+            byte_by_byte(b"&#x41;"),
             RefStep::Done {
                 end: 6,
                 ch: 'A'.into()
             }
+        );
+        // A name read in pieces is resolved at its `;`.
+        assert_eq!(
+            byte_by_byte(b"&quot;"),
+            RefStep::Done {
+                end: 6,
+                ch: '"'.into()
+            }
+        );
+        assert_eq!(
+            byte_by_byte(b"&lt;"),
+            RefStep::Done {
+                end: 4,
+                ch: '<'.into()
+            }
+        );
+        assert_eq!(
+            byte_by_byte(b"&quotx;"),
+            RefStep::Invalid(Error::UnknownEntity)
+        );
+        assert_eq!(
+            byte_by_byte(b"&quo;"),
+            RefStep::Invalid(Error::UnknownEntity)
         );
     }
 
