@@ -38,16 +38,25 @@ fn stanza_token(token: &Token<'_>, tally: &mut Tally) {
     }
 }
 
-pub fn stanza_whole(data: &[u8]) -> Tally {
-    let mut tokenizer = Tokenizer::new(Limits::default());
-    let mut tally = Tally::default();
+/// Visits every token `tokenizer` finds in `buf` until it needs more input; whether the
+/// stream closed.
+#[inline(always)]
+fn stanza_tokens(tokenizer: &mut Tokenizer, buf: &[u8], tally: &mut Tally) -> bool {
     loop {
-        match &tokenizer.next(data) {
-            Ok(Token::NeedMore | Token::StreamClose) => return tally,
-            Ok(token) => stanza_token(token, &mut tally),
+        match &tokenizer.next(buf) {
+            Ok(Token::NeedMore) => return false,
+            Ok(Token::StreamClose) => return true,
+            Ok(token) => stanza_token(token, tally),
             Err(e) => panic!("the corpus is well-formed: {e}"),
         }
     }
+}
+
+pub fn stanza_whole(data: &[u8]) -> Tally {
+    let mut tokenizer = Tokenizer::new(Limits::default());
+    let mut tally = Tally::default();
+    stanza_tokens(&mut tokenizer, data, &mut tally);
+    tally
 }
 
 pub fn stanza_chunked(data: &[u8]) -> Tally {
@@ -56,13 +65,8 @@ pub fn stanza_chunked(data: &[u8]) -> Tally {
     let mut buf = Vec::with_capacity(Limits::default().max_stanza_bytes);
     for read in data.chunks(CHUNK) {
         buf.extend_from_slice(read);
-        loop {
-            match &tokenizer.next(&buf) {
-                Ok(Token::NeedMore) => break,
-                Ok(Token::StreamClose) => return tally,
-                Ok(token) => stanza_token(token, &mut tally),
-                Err(e) => panic!("the corpus is well-formed: {e}"),
-            }
+        if stanza_tokens(&mut tokenizer, &buf, &mut tally) {
+            return tally;
         }
         let consumed = tokenizer.compact();
         buf.drain(..consumed);
@@ -79,13 +83,8 @@ pub fn stanza_in_place(data: &[u8], read_ends: &[usize]) -> Tally {
     let mut base = 0;
     for &end in read_ends {
         let read = data.get(base..end).unwrap_or_default();
-        loop {
-            match &tokenizer.next(read) {
-                Ok(Token::NeedMore) => break,
-                Ok(Token::StreamClose) => return tally,
-                Ok(token) => stanza_token(token, &mut tally),
-                Err(e) => panic!("the corpus is well-formed: {e}"),
-            }
+        if stanza_tokens(&mut tokenizer, read, &mut tally) {
+            return tally;
         }
         base += tokenizer.compact();
     }
