@@ -1,154 +1,188 @@
 //! SASL negotiation on the stream (RFC 6120 section 6): `<auth>`, `<response>` and
 //! `<abort>` in, `<challenge>`, `<success>` and `<failure>` out, with the failed-attempt
-//! limit. The mechanisms themselves are in [`crate::sasl`].
+//! limit. The state lives in [`Sasl`]; the mechanisms themselves are in [`crate::sasl`].
 
 use std::borrow::Cow;
 
-use crate::counts::SaslOutcome;
-use crate::error::{StreamCondition, StreamError};
+use crate::counts::{Counts, SaslOutcome};
 use crate::features::Transport;
-use crate::machine::{Auth, Flow, Machine, Phase, served_domain};
 use crate::sasl::{self, Failure, Mechanism, ServerContext, ServerExchange, Step};
-use crate::{Accounts, Config, Event, ns};
+use crate::writer::Output;
+use crate::{Accounts, Config, ns};
 
-impl Machine {
+/// The stream's SASL state before authentication.
+#[derive(Debug, Default)]
+pub(crate) struct Sasl {
+    /// An exchange awaiting the client's next `<response>`.
+    exchange: Option<Box<ServerExchange>>,
+    /// Failed attempts so far, against [`Config::max_auth_failures`].
+    failures: u32,
+    /// The mechanism the client's last `<auth>` named, until its outcome is counted.
+    mechanism: Option<Mechanism>,
+}
+
+/// What the exchange needs to know about the connection.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) accounts: &'a dyn Accounts,
+    /// The served domain the stream names.
+    pub(crate) domain: Option<&'a str>,
+    pub(crate) transport: &'a Transport,
+}
+
+/// Where SASL writes its answers and counts its outcomes.
+#[derive(Debug)]
+pub(crate) struct Answer<'a> {
+    pub(crate) out: &'a mut Output,
+    pub(crate) counts: &'a mut Counts,
+}
+
+/// What a SASL element led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A challenge or a failure was written; negotiation goes on.
+    Continue,
+    /// `<success>` was written: `username` is authenticated.
+    Success { username: String },
+    /// The failure just written was the last one allowed: the stream must end.
+    TooManyFailures,
+}
+
+impl Sasl {
     /// `<auth mechanism='..'>`: starts an exchange (replacing any unfinished one).
-    pub(crate) fn on_auth(&mut self, mechanism: Option<Mechanism>, end: usize) -> Flow {
-        if matches!(self.auth, Auth::Done) {
-            return self.already_authenticated();
-        }
-        self.sasl_mechanism = mechanism;
-        if !self.transport.sasl_offered(&self.config) {
-            return self.sasl_failure(Failure::EncryptionRequired);
+    pub(crate) fn auth(
+        &mut self,
+        mechanism: Option<Mechanism>,
+        text: &str,
+        ctx: &Ctx<'_>,
+        answer: Answer<'_>,
+    ) -> Outcome {
+        self.mechanism = mechanism;
+        if !ctx.transport.sasl_offered(ctx.config) {
+            return self.failure(Failure::EncryptionRequired, ctx, answer);
         }
         let mechanism = match mechanism {
-            Some(m) if self.transport.offers(&self.config, m) => m,
-            Some(Mechanism::Plain) => return self.sasl_failure(Failure::EncryptionRequired),
-            _ => return self.sasl_failure(Failure::InvalidMechanism),
+            Some(m) if ctx.transport.offers(ctx.config, m) => m,
+            Some(Mechanism::Plain) => {
+                return self.failure(Failure::EncryptionRequired, ctx, answer);
+            }
+            _ => return self.failure(Failure::InvalidMechanism, ctx, answer),
         };
         // No text means no initial response; `=` is an empty one (RFC 6120 6.4.2).
-        let initial = if self.element.text.trim_ascii().is_empty() {
+        let initial = if text.trim_ascii().is_empty() {
             None
         } else {
-            match decode(&self.element.text) {
+            match decode(text) {
                 Ok(payload) => Some(payload),
-                Err(failure) => return self.sasl_failure(failure),
+                Err(failure) => return self.failure(failure, ctx, answer),
             }
         };
-        let ctx = context(&*self.accounts, &self.config, self.domain, &self.transport);
-        let (exchange, step) = ServerExchange::start(mechanism, initial.as_deref(), &ctx);
-        self.auth = Auth::Exchange(Box::new(exchange));
-        self.sasl_step(step, end)
+        let (exchange, step) =
+            ServerExchange::start(mechanism, initial.as_deref(), &server_context(ctx));
+        self.exchange = Some(Box::new(exchange));
+        self.step(step, ctx, answer)
     }
 
     /// `<response>`: the next step of the exchange in progress.
-    pub(crate) fn on_response(&mut self, end: usize) -> Flow {
-        if matches!(self.auth, Auth::Done) {
-            return self.already_authenticated();
-        }
-        let response = if self.element.text.trim_ascii().is_empty() {
+    pub(crate) fn response(&mut self, text: &str, ctx: &Ctx<'_>, answer: Answer<'_>) -> Outcome {
+        let response = if text.trim_ascii().is_empty() {
             Ok(Vec::new())
         } else {
-            decode(&self.element.text)
+            decode(text)
         };
-        let ctx = context(&*self.accounts, &self.config, self.domain, &self.transport);
-        let step = match (&mut self.auth, response) {
-            (Auth::None | Auth::Done, _) => Step::Failure(Failure::MalformedRequest),
-            (Auth::Exchange(_), Err(failure)) => Step::Failure(failure),
-            (Auth::Exchange(exchange), Ok(response)) => exchange.step(&response, &ctx),
+        let step = match (&mut self.exchange, response) {
+            (None, _) => Step::Failure(Failure::MalformedRequest),
+            (Some(_), Err(failure)) => Step::Failure(failure),
+            (Some(exchange), Ok(response)) => exchange.step(&response, &server_context(ctx)),
         };
-        self.sasl_step(step, end)
+        self.step(step, ctx, answer)
     }
 
     /// `<abort/>`: the exchange ends and counts as a failed attempt.
-    pub(crate) fn on_abort(&mut self) -> Flow {
-        if matches!(self.auth, Auth::Done) {
-            return self.already_authenticated();
-        }
-        self.sasl_failure(Failure::Aborted)
+    pub(crate) fn abort(&mut self, ctx: &Ctx<'_>, answer: Answer<'_>) -> Outcome {
+        self.failure(Failure::Aborted, ctx, answer)
     }
 
-    fn sasl_step(&mut self, step: Step, end: usize) -> Flow {
+    /// Heap bytes held by an exchange in progress.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.exchange
+            .as_ref()
+            .map_or(0, |_| std::mem::size_of::<ServerExchange>())
+    }
+
+    fn step(&mut self, step: Step, ctx: &Ctx<'_>, answer: Answer<'_>) -> Outcome {
+        let out = answer.out;
         match step {
             // An empty challenge (the mechanism's "go ahead" when `<auth>` carried no
             // initial response) is an empty element.
             Step::Challenge(challenge) if challenge.is_empty() => {
-                self.out
-                    .raw("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
-                Flow::Continue
+                out.raw("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+                Outcome::Continue
             }
             Step::Challenge(challenge) => {
-                self.out
-                    .raw("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>");
-                self.out.raw(&sasl::encode_payload(&challenge));
-                self.out.raw("</challenge>");
-                Flow::Continue
+                out.raw("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>");
+                out.raw(&sasl::encode_payload(&challenge));
+                out.raw("</challenge>");
+                Outcome::Continue
             }
             Step::Success {
                 username,
                 additional_data,
             } => {
-                self.out.raw("<success");
-                self.out.attr("xmlns", ns::SASL);
+                out.raw("<success");
+                out.attr("xmlns", ns::SASL);
                 if additional_data.is_empty() {
-                    self.out.raw("/>");
+                    out.raw("/>");
                 } else {
-                    self.out.raw(">");
-                    self.out.raw(&sasl::encode_payload(&additional_data));
-                    self.out.raw("</success>");
+                    out.raw(">");
+                    out.raw(&sasl::encode_payload(&additional_data));
+                    out.raw("</success>");
                 }
-                self.sasl_ended(SaslOutcome::Success);
-                self.authenticated(&username);
-                Flow::Restart { end }
+                answer
+                    .counts
+                    .sasl_ended(self.mechanism.take(), SaslOutcome::Success);
+                self.exchange = None;
+                Outcome::Success { username }
             }
-            Step::Failure(failure) => self.sasl_failure(failure),
+            Step::Failure(failure) => self.failure(failure, ctx, Answer { out, ..answer }),
         }
-    }
-
-    /// Records the identity and restarts the stream (RFC 6120 6.4.6).
-    fn authenticated(&mut self, username: &str) {
-        let domain = served_domain(&self.config, self.domain).unwrap_or_default();
-        self.jid.clear();
-        self.jid.push_str(username);
-        self.local_len = username.len();
-        self.jid.push('@');
-        self.jid.push_str(domain);
-        self.auth = Auth::Done;
-        self.phase = Phase::AwaitHeader;
-        self.events.push_back(Event::Authenticated {
-            bare_jid: self.jid.clone(),
-        });
     }
 
     /// `<failure>`, counted against [`Config::max_auth_failures`]; at the limit the stream
-    /// is closed, so credentials cannot be guessed on one connection without end.
-    fn sasl_failure(&mut self, failure: Failure) -> Flow {
-        self.sasl_ended(SaslOutcome::of(failure));
-        self.auth = Auth::None;
-        self.out
-            .raw("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><");
-        self.out.raw(failure.as_str());
-        self.out.raw("/></failure>");
-        self.auth_failures = self.auth_failures.saturating_add(1);
-        if self.auth_failures >= self.config.max_auth_failures {
-            return self.stop(StreamError::new(
-                StreamCondition::PolicyViolation,
-                "too many failed authentication attempts",
-            ));
+    /// must end, so credentials cannot be guessed on one connection without end.
+    fn failure(&mut self, failure: Failure, ctx: &Ctx<'_>, answer: Answer<'_>) -> Outcome {
+        answer
+            .counts
+            .sasl_ended(self.mechanism.take(), outcome_of(failure));
+        self.exchange = None;
+        let out = answer.out;
+        out.raw("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><");
+        out.raw(failure.as_str());
+        out.raw("/></failure>");
+        self.failures = self.failures.saturating_add(1);
+        if self.failures >= ctx.config.max_auth_failures {
+            Outcome::TooManyFailures
+        } else {
+            Outcome::Continue
         }
-        Flow::Continue
     }
+}
 
-    /// Counts the attempt's outcome under the mechanism its `<auth>` named.
-    fn sasl_ended(&mut self, outcome: SaslOutcome) {
-        self.counts.sasl_ended(self.sasl_mechanism.take(), outcome);
-    }
-
-    fn already_authenticated(&mut self) -> Flow {
-        self.stop(StreamError::new(
-            StreamCondition::PolicyViolation,
-            "already authenticated",
-        ))
+/// How a failed attempt is counted.
+fn outcome_of(failure: Failure) -> SaslOutcome {
+    match failure {
+        Failure::Aborted => SaslOutcome::Aborted,
+        Failure::NotAuthorized
+        | Failure::AccountDisabled
+        | Failure::CredentialsExpired
+        | Failure::InvalidAuthzid
+        | Failure::TemporaryAuthFailure => SaslOutcome::NotAuthorized,
+        Failure::EncryptionRequired
+        | Failure::IncorrectEncoding
+        | Failure::InvalidMechanism
+        | Failure::MalformedRequest
+        | Failure::MechanismTooWeak => SaslOutcome::ProtocolError,
     }
 }
 
@@ -158,16 +192,12 @@ fn decode(raw: &str) -> Result<Vec<u8>, Failure> {
     sasl::decode_payload(text.trim_ascii().as_bytes())
 }
 
-fn context<'a>(
-    accounts: &'a dyn Accounts,
-    config: &'a Config,
-    domain: Option<usize>,
-    transport: &'a Transport,
-) -> ServerContext<'a> {
+fn server_context<'a>(ctx: &Ctx<'a>) -> ServerContext<'a> {
     ServerContext {
-        accounts,
-        domain: served_domain(config, domain).unwrap_or_default(),
-        tls_exporter: transport.exporter(),
-        plus_advertised: transport.offers(config, Mechanism::ScramSha256Plus),
+        accounts: ctx.accounts,
+        domain: ctx.domain.unwrap_or_default(),
+        tls_exporter: ctx.transport.exporter(),
+        plus_advertised: ctx.transport.offers(ctx.config, Mechanism::ScramSha256Plus),
+        entropy: &*ctx.config.entropy,
     }
 }

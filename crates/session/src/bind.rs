@@ -6,10 +6,11 @@ use std::borrow::Cow;
 
 use crate::counts::AnswerKind;
 use crate::error::StanzaCondition;
+use crate::event::Event;
 use crate::iq::Answer;
 use crate::jid;
 use crate::machine::{Flow, Machine};
-use crate::{Event, ns};
+use crate::ns;
 
 impl Machine {
     /// A bind request (`set` false means type `get`, which binds nothing).
@@ -18,7 +19,7 @@ impl Machine {
             return self.iq_answer(Answer::Error(StanzaCondition::BadRequest));
         }
         // One resource per stream: this edge does not do RFC 6120 7.7.2.3 multi-binding.
-        if self.bound {
+        if self.identity.is_bound() {
             return self.iq_answer(Answer::Error(StanzaCondition::NotAllowed));
         }
         let resource: Cow<'_, str> = if self.element.has_resource {
@@ -27,13 +28,10 @@ impl Machine {
                 _ => return self.iq_answer(Answer::Error(StanzaCondition::BadRequest)),
             }
         } else {
-            Cow::Owned(format!("{:016x}", rand::random::<u64>()))
+            Cow::Owned(format!("{:016x}", self.config.entropy.next_u64()))
         };
-        self.bare_len = self.jid.len();
-        self.jid.push('/');
-        self.jid.push_str(&resource);
-        self.bound = true;
-        self.limits.negotiated();
+        self.identity.bind(&resource);
+        self.timers.negotiated();
         // Text is only gathered for SASL and bind: nothing needs that scratch any more.
         self.element.text = String::new();
         let out = &mut self.out;
@@ -41,21 +39,13 @@ impl Machine {
         out.raw("><bind");
         out.attr("xmlns", ns::BIND);
         out.raw("><jid>");
-        out.text(&self.jid);
+        let full_jid = self.identity.full().unwrap_or_default();
+        out.text(full_jid);
         out.raw("</jid></bind></iq>");
         self.counts.answer(AnswerKind::Bind);
         self.events.push_back(Event::Bound {
-            full_jid: self.jid.clone(),
+            full_jid: full_jid.to_owned(),
         });
         Flow::Continue
-    }
-
-    /// The bound resource.
-    pub(crate) fn own_resource(&self) -> Option<&str> {
-        if self.bound {
-            self.jid.get(self.bare_len + 1..)
-        } else {
-            None
-        }
     }
 }

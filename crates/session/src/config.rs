@@ -1,6 +1,9 @@
 //! Per-listener protocol settings, shared by all connections of the listener.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::entropy::{Entropy, SystemEntropy};
 
 /// How a listener's connections start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +39,9 @@ pub struct Config {
     /// Most bytes of unsent output held for a client that does not read; beyond it the
     /// connection is closed without further writes.
     pub max_unsent_output: usize,
+    /// Randomness for stream ids, server-chosen resources and SCRAM nonces; the system's
+    /// CSPRNG unless a test makes it deterministic.
+    pub entropy: Arc<dyn Entropy>,
 }
 
 impl Default for Config {
@@ -51,6 +57,7 @@ impl Default for Config {
             stanza_rate: 50.0,
             stanza_burst: 100,
             max_unsent_output: 256 * 1024,
+            entropy: Arc::new(SystemEntropy),
         }
     }
 }

@@ -1,71 +1,21 @@
 //! The per-connection state machine.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use stanza::{Token, Tokenizer};
 
 use crate::counts::Counts;
-use crate::error::{StreamCondition, StreamError};
+use crate::event::{Cause, Event, Violation};
 use crate::features::Transport;
-use crate::machine::{Flow, Machine, Phase};
+use crate::link::{Addresses, TlsInfo};
+use crate::machine::{Flow, Machine};
+use crate::stream::Phase;
 use crate::{Accounts, Config, ListenerKind};
 
 /// Input buffers at least this large are shrunk when mostly empty, so one big stanza does
 /// not pin its memory for the connection's lifetime.
 const SHRINK_INPUT_ABOVE: usize = 8 * 1024;
-
-/// The addresses of one connection, as plain data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Addresses {
-    /// The client as the edge reports it in SIC answers: the socket peer, or the source
-    /// a trusted load balancer gave in a PROXY header.
-    pub client: SocketAddr,
-    /// The socket's peer (the balancer, when there is one).
-    pub peer: SocketAddr,
-    /// The socket's local address.
-    pub local: SocketAddr,
-}
-
-/// What the I/O layer reports once a TLS handshake has completed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TlsInfo {
-    /// TLS 1.3 was negotiated (SCRAM-*-PLUS with tls-exporter is offered only then).
-    pub tls13: bool,
-    /// RFC 9266 tls-exporter channel binding data (label "EXPORTER-Channel-Binding",
-    /// no context, 32 bytes), when TLS 1.3 was negotiated.
-    pub exporter: Option<[u8; 32]>,
-}
-
-/// Why a connection ended; the edge logs it and (later) counts it by label.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client closed its stream (`</stream:stream>`) or the socket.
-    ClientClosed,
-    /// The edge sent a stream error with this RFC 6120 condition.
-    StreamError {
-        condition: &'static str,
-        detail: String,
-    },
-    /// Unsent output exceeded [`Config::max_unsent_output`]; nothing more was written.
-    OutputOverflow,
-}
-
-/// Requests to the I/O layer and notable happenings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// Write all pending output (ending with `<proceed/>`), then run the TLS handshake as
-    /// server and report it with [`Connection::tls_established`].
-    StartTls,
-    /// SASL succeeded for this bare JID.
-    Authenticated { bare_jid: String },
-    /// A resource was bound. The edge must replace any other connection bound to the same
-    /// full JID ([`Connection::replaced`]).
-    Bound { full_jid: String },
-    /// Write all pending output, then close the socket.
-    Close(CloseReason),
-}
 
 /// One client connection's protocol state.
 ///
@@ -101,16 +51,14 @@ impl Connection {
 
     /// Bytes read from the client.
     pub fn receive(&mut self, data: &[u8], now: Instant) {
-        match self.machine.phase {
+        match self.machine.stream.phase {
             Phase::Closed => return,
             Phase::TlsPending => {
                 // Whatever arrives before the handshake is plaintext that must not reach
                 // the TLS layer or the stream after it.
                 if !data.is_empty() {
-                    self.machine.fail(StreamError::new(
-                        StreamCondition::PolicyViolation,
-                        "data before the TLS handshake",
-                    ));
+                    self.machine
+                        .fail(Cause::Violation(Violation::DataBeforeTls));
                 }
                 return;
             }
@@ -119,7 +67,7 @@ impl Connection {
         if data.is_empty() {
             return;
         }
-        self.machine.limits.activity(&self.machine.config, now);
+        self.machine.timers.activity(&self.machine.config, now);
         if self.input.is_empty() {
             let consumed = self.process(data, now);
             if self.reading() {
@@ -138,14 +86,11 @@ impl Connection {
 
     /// The deadline from [`Connection::poll_timeout`] has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.machine.phase == Phase::Closed {
+        if self.machine.stream.phase == Phase::Closed {
             return;
         }
-        if let Some(expired) = self.machine.limits.expired(now) {
-            self.machine.fail(StreamError::new(
-                StreamCondition::ConnectionTimeout,
-                expired.detail(),
-            ));
+        if let Some(expired) = self.machine.timers.expired(now) {
+            self.machine.fail(expired);
             self.tidy_input();
         }
     }
@@ -166,19 +111,13 @@ impl Connection {
 
     /// Another connection bound the same full JID: send `<conflict/>` and close.
     pub fn replaced(&mut self) {
-        self.machine.fail(StreamError::new(
-            StreamCondition::Conflict,
-            "replaced by a new connection for the same resource",
-        ));
+        self.machine.fail(Cause::Replaced);
         self.tidy_input();
     }
 
     /// The edge is shutting down: send `<system-shutdown/>` and close.
     pub fn shutdown(&mut self) {
-        self.machine.fail(StreamError::new(
-            StreamCondition::SystemShutdown,
-            "server shutting down",
-        ));
+        self.machine.fail(Cause::Shutdown);
         self.tidy_input();
     }
 
@@ -204,9 +143,9 @@ impl Connection {
 
     /// When [`Connection::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.machine.phase {
+        match self.machine.stream.phase {
             Phase::Closed => None,
-            _ => self.machine.limits.next_deadline(),
+            _ => self.machine.timers.next_deadline(),
         }
     }
 
@@ -230,7 +169,7 @@ impl Connection {
 
     /// The bound full JID, or the bare JID once authenticated, if any.
     pub fn jid(&self) -> Option<&str> {
-        (!self.machine.jid.is_empty()).then_some(self.machine.jid.as_str())
+        self.machine.identity.jid()
     }
 
     /// Runs the tokenizer over `buf` and returns how many leading bytes are done with.
@@ -242,9 +181,7 @@ impl Connection {
                 Ok(Token::NeedMore) => break,
                 Ok(token) => self.machine.on_token(token, rest.len(), now),
                 Err(error) => {
-                    let condition = StreamCondition::from(error.condition());
-                    self.machine
-                        .fail(StreamError::new(condition, error.to_string()));
+                    self.machine.fail(Cause::of_tokenizer(error));
                     Flow::Stop
                 }
             };
@@ -262,7 +199,7 @@ impl Connection {
 
     /// Whether input is still being read (not closed, not waiting for TLS).
     fn reading(&self) -> bool {
-        matches!(self.machine.phase, Phase::AwaitHeader | Phase::Open)
+        self.machine.stream.reading()
     }
 
     /// Frees the input buffer when it is empty or no longer read, and shrinks it when a

@@ -1,4 +1,5 @@
-//! What a connection did, as plain numbers for the I/O layer's metrics.
+//! What a connection did, as plain numbers for the I/O layer's metrics. A leaf: each
+//! module that acts classifies its own outcomes into these kinds.
 //!
 //! The session adds to a small `Copy` struct of integers as it works, and the I/O layer
 //! drains it after each call ([`crate::Connection::take_counts`]). That costs an add per
@@ -6,11 +7,7 @@
 //! empty, an allocation) per stanza. Stream errors need no counter here: they already end
 //! the connection with [`crate::Event::Close`], which names the condition.
 
-use crate::element::Kind;
-use crate::error::StanzaCondition;
-use crate::iq::Answer;
-use crate::sasl::{Failure, Mechanism};
-use crate::sic::SicForm;
+use crate::sasl::Mechanism;
 
 /// A top-level element received, by kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,17 +49,6 @@ impl StanzaKind {
     /// an array.
     pub fn index(self) -> usize {
         self as usize
-    }
-
-    pub(crate) fn of(kind: Kind) -> Self {
-        match kind {
-            Kind::Iq => Self::Iq,
-            Kind::Message => Self::Message,
-            Kind::Presence => Self::Presence,
-            Kind::Auth(_) | Kind::Response | Kind::Abort => Self::Sasl,
-            Kind::StartTls => Self::StartTls,
-            Kind::Unsupported => Self::Unsupported,
-        }
     }
 }
 
@@ -123,23 +109,6 @@ impl AnswerKind {
     pub fn index(self) -> usize {
         self as usize
     }
-
-    /// The kind of `answer`, given whether the request was a ping (the one other request
-    /// answered with an empty result is the legacy session).
-    pub(crate) fn of(answer: Answer, ping: bool) -> Self {
-        match answer {
-            Answer::Sic(SicForm::Ip0) => Self::Sic0Ip,
-            Answer::Sic(SicForm::Address0) => Self::Sic0Address,
-            Answer::Sic(SicForm::Address1) => Self::Sic1Address,
-            // `forbidden` is only ever sent for SIC requests about someone else.
-            Answer::Error(StanzaCondition::Forbidden) => Self::SicForbidden,
-            Answer::Error(_) => Self::Error,
-            Answer::ServerInfo | Answer::AccountInfo => Self::DiscoInfo,
-            Answer::Items => Self::DiscoItems,
-            Answer::Empty if ping => Self::Ping,
-            Answer::Empty => Self::Session,
-        }
-    }
 }
 
 /// How a SASL attempt ended.
@@ -177,22 +146,6 @@ impl SaslOutcome {
     /// The position in [`SaslOutcome::ALL`].
     pub fn index(self) -> usize {
         self as usize
-    }
-
-    pub(crate) fn of(failure: Failure) -> Self {
-        match failure {
-            Failure::Aborted => Self::Aborted,
-            Failure::NotAuthorized
-            | Failure::AccountDisabled
-            | Failure::CredentialsExpired
-            | Failure::InvalidAuthzid
-            | Failure::TemporaryAuthFailure => Self::NotAuthorized,
-            Failure::EncryptionRequired
-            | Failure::IncorrectEncoding
-            | Failure::InvalidMechanism
-            | Failure::MalformedRequest
-            | Failure::MechanismTooWeak => Self::ProtocolError,
-        }
     }
 }
 

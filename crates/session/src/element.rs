@@ -7,6 +7,7 @@
 
 use stanza::{Attributes, EndTag, StartTag};
 
+use crate::counts::StanzaKind;
 use crate::ns;
 use crate::sasl::Mechanism;
 use crate::sic::SicForm;
@@ -28,6 +29,20 @@ pub(crate) enum Kind {
     Presence,
     /// Anything else: `unsupported-stanza-type`.
     Unsupported,
+}
+
+impl Kind {
+    /// How a received element is counted.
+    pub(crate) fn counted(self) -> StanzaKind {
+        match self {
+            Self::Iq => StanzaKind::Iq,
+            Self::Message => StanzaKind::Message,
+            Self::Presence => StanzaKind::Presence,
+            Self::Auth(_) | Self::Response | Self::Abort => StanzaKind::Sasl,
+            Self::StartTls => StanzaKind::StartTls,
+            Self::Unsupported => StanzaKind::Unsupported,
+        }
+    }
 }
 
 /// The `type` attribute of a stanza, as far as the edge distinguishes it.

@@ -2,7 +2,7 @@
 //! stanza errors (which answer one stanza).
 
 /// RFC 6120 section 4.9.3 stream error conditions the edge sends. Public so the I/O layer
-/// can keep one counter per condition ([`crate::CloseReason::StreamError`] names them).
+/// can keep one counter per condition ([`crate::Cause::condition`] names it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamCondition {
     BadFormat,
@@ -41,11 +41,6 @@ impl StreamCondition {
         self as usize
     }
 
-    /// The condition named `name` (as in [`crate::CloseReason::StreamError`]).
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == name)
-    }
-
     /// The element name inside `<stream:error>`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -74,23 +69,6 @@ impl From<stanza::StreamErrorCondition> for StreamCondition {
             C::InvalidNamespace => Self::InvalidNamespace,
             C::BadFormat => Self::BadFormat,
             C::PolicyViolation => Self::PolicyViolation,
-        }
-    }
-}
-
-/// A stream error to send: the condition and a human-readable reason (sent as `<text>`
-/// and reported in [`crate::CloseReason::StreamError`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StreamError {
-    pub(crate) condition: StreamCondition,
-    pub(crate) detail: String,
-}
-
-impl StreamError {
-    pub(crate) fn new(condition: StreamCondition, detail: impl Into<String>) -> Self {
-        Self {
-            condition,
-            detail: detail.into(),
         }
     }
 }
@@ -135,14 +113,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stream_conditions_by_index_and_name() {
+    fn stream_conditions_by_index_with_distinct_names() {
+        let mut names = std::collections::HashSet::new();
         for (i, condition) in StreamCondition::ALL.into_iter().enumerate() {
             assert_eq!(condition.index(), i);
-            assert_eq!(
-                StreamCondition::from_name(condition.as_str()),
-                Some(condition)
-            );
+            assert!(names.insert(condition.as_str()), "{condition:?}");
         }
-        assert_eq!(StreamCondition::from_name("undefined-condition"), None);
     }
 }

@@ -1,9 +1,10 @@
 //! Stream features (RFC 6120 section 4.3.2): what is offered at each stage, and the rules
 //! that later accept or refuse what the client asks for, so offer and check never disagree.
 
+use crate::link::TlsInfo;
 use crate::sasl::Mechanism;
 use crate::writer::Output;
-use crate::{Config, ListenerKind, TlsInfo, ns};
+use crate::{Config, ListenerKind, ns};
 
 /// The connection's transport security, which decides the TLS and SASL offers.
 #[derive(Debug, Clone, Copy)]

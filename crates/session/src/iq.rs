@@ -7,7 +7,7 @@ use crate::disco;
 use crate::element::{Payload, StanzaType};
 use crate::error::StanzaCondition;
 use crate::jid::{self, Jid, JidError};
-use crate::machine::{Flow, Machine, served_domain};
+use crate::machine::{Flow, Machine};
 use crate::sic::{self, SicForm};
 
 /// Whom an IQ is addressed to, relative to the requester.
@@ -33,6 +33,25 @@ pub(crate) enum Answer {
     AccountInfo,
     Items,
     Error(StanzaCondition),
+}
+
+impl Answer {
+    /// How the answer is counted, given whether the request was a ping (the one other
+    /// request answered with an empty result is the legacy session).
+    fn counted(self, ping: bool) -> AnswerKind {
+        match self {
+            Self::Sic(SicForm::Ip0) => AnswerKind::Sic0Ip,
+            Self::Sic(SicForm::Address0) => AnswerKind::Sic0Address,
+            Self::Sic(SicForm::Address1) => AnswerKind::Sic1Address,
+            // `forbidden` is only ever sent for SIC requests about someone else.
+            Self::Error(StanzaCondition::Forbidden) => AnswerKind::SicForbidden,
+            Self::Error(_) => AnswerKind::Error,
+            Self::ServerInfo | Self::AccountInfo => AnswerKind::DiscoInfo,
+            Self::Items => AnswerKind::DiscoItems,
+            Self::Empty if ping => AnswerKind::Ping,
+            Self::Empty => AnswerKind::Session,
+        }
+    }
 }
 
 impl Machine {
@@ -76,16 +95,16 @@ impl Machine {
             return Ok(Target::Server);
         };
         let to = Jid::parse(to)?;
-        let domain = served_domain(&self.config, self.domain).unwrap_or_default();
+        let domain = self.stream.domain(&self.config).unwrap_or_default();
         if to.is_domain(domain) {
             return Ok(Target::Server);
         }
-        if to.local() != self.jid.get(..self.local_len) || !jid::domain_eq(to.domain(), domain) {
+        if to.local() != self.identity.local() || !jid::domain_eq(to.domain(), domain) {
             return Ok(Target::Other);
         }
         Ok(match to.resource() {
             None => Target::Account,
-            Some(resource) if Some(resource) == self.own_resource() => Target::OwnResource,
+            Some(resource) if Some(resource) == self.identity.resource() => Target::OwnResource,
             Some(_) => Target::Other,
         })
     }
@@ -96,17 +115,15 @@ impl Machine {
     /// clients such as aioxmpp match the reply's `from` against the request's `to` and
     /// drop an answer that claims to come from the domain.
     pub(crate) fn iq_answer(&mut self, answer: Answer) -> Flow {
-        self.counts.answer(AnswerKind::of(
-            answer,
-            self.element.payload == Payload::Ping,
-        ));
+        self.counts
+            .answer(answer.counted(self.element.payload == Payload::Ping));
         let from = match answer {
             Answer::Error(StanzaCondition::JidMalformed) => {
-                Some(served_domain(&self.config, self.domain).unwrap_or_default())
+                Some(self.stream.domain(&self.config).unwrap_or_default())
             }
             _ => self.element.to(),
         };
-        let to = self.bound.then_some(self.jid.as_str());
+        let to = self.identity.full();
         let id = self.element.id();
         let out = &mut self.out;
         let kind = if matches!(answer, Answer::Error(_)) {

@@ -16,16 +16,20 @@
 
 mod auth;
 mod bind;
+mod budget;
 pub mod config;
 mod connection;
 mod counts;
 mod disco;
 mod element;
+pub mod entropy;
 mod error;
+mod event;
 mod features;
+mod identity;
 mod iq;
 pub mod jid;
-mod limits;
+mod link;
 mod machine;
 mod message;
 mod ns;
@@ -33,12 +37,17 @@ pub mod proxy;
 pub mod sasl;
 mod sic;
 mod stream;
+mod timers;
 mod writer;
 
 pub use config::{Config, ListenerKind};
-pub use connection::{Addresses, CloseReason, Connection, Event, TlsInfo};
+pub use connection::Connection;
 pub use counts::{AnswerKind, Counts, SaslOutcome, StanzaKind};
+pub use entropy::{Entropy, SeededEntropy, SystemEntropy};
 pub use error::StreamCondition;
+pub use event::{Cause, CloseReason, Event, Violation};
+pub use link::{Addresses, TlsInfo};
+pub use stream::HeaderError;
 
 /// Where credentials come from; the edge implements it over its users file.
 pub trait Accounts: Send + Sync + std::fmt::Debug {

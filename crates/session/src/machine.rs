@@ -1,6 +1,11 @@
 //! The protocol state behind [`crate::Connection`]: it reacts to one token at a time,
-//! writes replies into its output buffer and queues events. The handlers for SASL,
-//! binding, IQs and messages live in their own modules as further `impl Machine` blocks.
+//! writes replies into its output buffer and queues events.
+//!
+//! State is grouped by concern, each group in its own module with the rules that keep it
+//! consistent: [`Stream`] (phase, domain, transport), [`Identity`] (the JID and its parts),
+//! [`Sasl`] (the exchange and its failures), [`Timers`], [`StanzaBudget`], the [`Element`]
+//! being read, and what goes out (output, events, counts). The IQ, bind and message
+//! handlers are further `impl Machine` blocks in their own modules.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,39 +13,18 @@ use std::time::Instant;
 
 use stanza::Token;
 
-use crate::counts::{Counts, StanzaKind};
+use crate::auth::{self, Sasl};
+use crate::budget::StanzaBudget;
+use crate::counts::Counts;
 use crate::element::{Element, Kind, Payload};
-use crate::error::{StreamCondition, StreamError};
+use crate::event::{Cause, CloseReason, Event, Violation};
 use crate::features::{self, Transport};
-use crate::limits::Limits;
-use crate::sasl::{Mechanism, ServerExchange};
-use crate::stream;
+use crate::identity::Identity;
+use crate::link::{Addresses, TlsInfo};
+use crate::stream::{self, Phase, Stream};
+use crate::timers::Timers;
 use crate::writer::Output;
-use crate::{Accounts, Addresses, CloseReason, Config, Event, TlsInfo};
-
-/// Where the stream is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Waiting for the client's stream header (at connect and after each restart). Our
-    /// response header is not written yet.
-    AwaitHeader,
-    /// Both headers exchanged; stanzas flow.
-    Open,
-    /// `<proceed/>` sent; the I/O layer runs the TLS handshake. Nothing more is read or
-    /// written in plaintext.
-    TlsPending,
-    /// A close was requested; input is ignored and no more output is produced.
-    Closed,
-}
-
-/// SASL progress.
-#[derive(Debug)]
-pub(crate) enum Auth {
-    None,
-    /// An exchange awaits the client's next `<response>`.
-    Exchange(Box<ServerExchange>),
-    Done,
-}
+use crate::{Accounts, Config};
 
 /// What the token loop in [`crate::Connection`] does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,26 +44,15 @@ pub(crate) struct Machine {
     pub(crate) config: Arc<Config>,
     pub(crate) accounts: Arc<dyn Accounts>,
     pub(crate) addresses: Addresses,
-    pub(crate) transport: Transport,
-    pub(crate) phase: Phase,
-    /// Index in `config.domains` of the domain the client's first header named.
-    pub(crate) domain: Option<usize>,
-    pub(crate) auth: Auth,
-    pub(crate) auth_failures: u32,
-    /// The mechanism the client's last `<auth>` named, until its outcome is counted.
-    pub(crate) sasl_mechanism: Option<Mechanism>,
-    /// `user@domain` once authenticated, `user@domain/resource` once bound.
-    pub(crate) jid: String,
-    /// Bytes of the localpart at the start of `jid`.
-    pub(crate) local_len: usize,
-    /// Bytes of the bare JID at the start of `jid` (set when bound).
-    pub(crate) bare_len: usize,
-    pub(crate) bound: bool,
-    pub(crate) out: Output,
-    pub(crate) events: VecDeque<Event>,
-    pub(crate) limits: Limits,
+    pub(crate) stream: Stream,
+    pub(crate) identity: Identity,
+    pub(crate) sasl: Sasl,
+    pub(crate) timers: Timers,
+    pub(crate) budget: StanzaBudget,
     /// The top-level element being read.
     pub(crate) element: Element,
+    pub(crate) out: Output,
+    pub(crate) events: VecDeque<Event>,
     /// What happened since the I/O layer last took the counts.
     pub(crate) counts: Counts,
 }
@@ -92,25 +65,18 @@ impl Machine {
         transport: Transport,
         now: Instant,
     ) -> Self {
-        let limits = Limits::new(&config, now);
         Self {
+            timers: Timers::new(&config, now),
+            budget: StanzaBudget::new(&config, now),
             config,
             accounts,
             addresses,
-            transport,
-            phase: Phase::AwaitHeader,
-            domain: None,
-            auth: Auth::None,
-            auth_failures: 0,
-            sasl_mechanism: None,
-            jid: String::new(),
-            local_len: 0,
-            bare_len: 0,
-            bound: false,
+            stream: Stream::new(transport),
+            identity: Identity::default(),
+            sasl: Sasl::default(),
+            element: Element::new(),
             out: Output::default(),
             events: VecDeque::new(),
-            limits,
-            element: Element::new(),
             counts: Counts::default(),
         }
     }
@@ -119,24 +85,21 @@ impl Machine {
     /// so a stanza end can tell whether more bytes follow it.
     pub(crate) fn on_token(&mut self, token: Token<'_>, buffered: usize, now: Instant) -> Flow {
         let flow = match token {
-            Token::StreamOpen(tag) => {
-                match stream::check_header(&tag, &self.config.domains, self.domain) {
-                    Ok(index) => {
-                        self.domain = Some(index);
-                        let domain = served_domain(&self.config, self.domain);
-                        stream::write_header(&mut self.out, domain, stream::client_from(&tag));
-                        features::write_features(
-                            &mut self.out,
-                            &self.config,
-                            &self.transport,
-                            matches!(self.auth, Auth::Done),
-                        );
-                        self.phase = Phase::Open;
-                        Flow::Continue
-                    }
-                    Err(error) => self.stop(error.into()),
+            Token::StreamOpen(tag) => match self.stream.accept_header(&tag, &self.config) {
+                Ok(()) => {
+                    let domain = self.stream.domain(&self.config);
+                    let id = self.config.entropy.next_u64();
+                    stream::write_header(&mut self.out, id, domain, stream::client_from(&tag));
+                    features::write_features(
+                        &mut self.out,
+                        &self.config,
+                        &self.stream.transport,
+                        self.identity.is_authenticated(),
+                    );
+                    Flow::Continue
                 }
-            }
+                Err(error) => self.stop(Cause::Header(error)),
+            },
             Token::Start(tag) => {
                 self.element.start(&tag);
                 Flow::Continue
@@ -165,36 +128,28 @@ impl Machine {
 
     /// A complete top-level element; `more` says whether bytes follow it in the buffer.
     fn on_element(&mut self, end: usize, more: bool, now: Instant) -> Flow {
-        self.counts.stanza(StanzaKind::of(self.element.kind));
-        if !self.limits.take_stanza(&self.config, now) {
-            return self.stop(StreamError::new(
-                StreamCondition::PolicyViolation,
-                "stanza rate exceeded",
-            ));
+        self.counts.stanza(self.element.kind.counted());
+        if !self.budget.take(&self.config, now) {
+            return self.stop(Cause::StanzaRate);
         }
-        let authenticated = matches!(self.auth, Auth::Done);
+        let authenticated = self.identity.is_authenticated();
+        let bound = self.identity.is_bound();
         match self.element.kind {
             Kind::StartTls => self.on_starttls(more),
-            Kind::Auth(mechanism) => self.on_auth(mechanism, end),
-            Kind::Response => self.on_response(end),
-            Kind::Abort => self.on_abort(),
-            Kind::Iq if authenticated && (self.bound || self.element.payload == Payload::Bind) => {
+            Kind::Auth(_) | Kind::Response | Kind::Abort if authenticated => {
+                self.stop(Cause::Violation(Violation::AlreadyAuthenticated))
+            }
+            Kind::Auth(_) | Kind::Response | Kind::Abort => self.on_sasl(end),
+            Kind::Iq if authenticated && (bound || self.element.payload == Payload::Bind) => {
                 self.on_iq()
             }
-            Kind::Message if self.bound => self.on_message(),
-            Kind::Presence if self.bound => Flow::Continue,
-            Kind::Iq | Kind::Message | Kind::Presence => self.stop(StreamError::new(
-                StreamCondition::NotAuthorized,
-                if authenticated {
-                    "bind a resource first"
-                } else {
-                    "authenticate first"
-                },
-            )),
-            Kind::Unsupported => self.stop(StreamError::new(
-                StreamCondition::UnsupportedStanzaType,
-                "unsupported top-level element",
-            )),
+            Kind::Message if bound => self.on_message(),
+            Kind::Presence if bound => Flow::Continue,
+            Kind::Iq | Kind::Message | Kind::Presence if authenticated => {
+                self.stop(Cause::NotBound)
+            }
+            Kind::Iq | Kind::Message | Kind::Presence => self.stop(Cause::NotAuthenticated),
+            Kind::Unsupported => self.stop(Cause::UnsupportedStanza),
         }
     }
 
@@ -202,80 +157,104 @@ impl Machine {
     /// bytes. Those would be plaintext injected ahead of the TLS layer (the STARTTLS
     /// command injection attack class), so they end the connection instead.
     fn on_starttls(&mut self, more: bool) -> Flow {
-        if !self.transport.starttls_offered(&self.config) {
-            return self.stop(StreamError::new(
-                StreamCondition::PolicyViolation,
-                "STARTTLS not offered",
-            ));
+        if !self.stream.transport.starttls_offered(&self.config) {
+            return self.stop(Cause::Violation(Violation::StartTlsNotOffered));
         }
         if more {
-            return self.stop(StreamError::new(
-                StreamCondition::PolicyViolation,
-                "data after <starttls/>",
-            ));
+            return self.stop(Cause::Violation(Violation::DataAfterStartTls));
         }
         self.out
             .raw("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-        self.phase = Phase::TlsPending;
+        self.stream.phase = Phase::TlsPending;
         self.events.push_back(Event::StartTls);
         Flow::Stop
     }
 
+    /// `<auth>`, `<response>` or `<abort/>` before authentication: the next SASL step.
+    fn on_sasl(&mut self, end: usize) -> Flow {
+        let ctx = auth::Ctx {
+            config: &self.config,
+            accounts: &*self.accounts,
+            domain: self.stream.domain(&self.config),
+            transport: &self.stream.transport,
+        };
+        let answer = auth::Answer {
+            out: &mut self.out,
+            counts: &mut self.counts,
+        };
+        let outcome = match self.element.kind {
+            Kind::Auth(mechanism) => self.sasl.auth(mechanism, &self.element.text, &ctx, answer),
+            Kind::Response => self.sasl.response(&self.element.text, &ctx, answer),
+            _ => self.sasl.abort(&ctx, answer),
+        };
+        match outcome {
+            auth::Outcome::Continue => Flow::Continue,
+            auth::Outcome::Success { username } => {
+                // RFC 6120 6.4.6: the stream restarts, on the same domain.
+                let domain = self.stream.domain(&self.config).unwrap_or_default();
+                self.identity.authenticate(&username, domain);
+                self.stream.phase = Phase::AwaitHeader;
+                self.events.push_back(Event::Authenticated {
+                    bare_jid: self.identity.bare().unwrap_or_default().to_owned(),
+                });
+                Flow::Restart { end }
+            }
+            auth::Outcome::TooManyFailures => self.stop(Cause::AuthFailures),
+        }
+    }
+
     /// The TLS handshake after `<proceed/>` completed; `false` if none was pending.
     pub(crate) fn tls_established(&mut self, info: TlsInfo) -> bool {
-        if self.phase != Phase::TlsPending {
+        if self.stream.phase != Phase::TlsPending {
             return false;
         }
-        self.transport.tls = Some(info);
-        self.phase = Phase::AwaitHeader;
+        self.stream.transport.tls = Some(info);
+        self.stream.phase = Phase::AwaitHeader;
         true
     }
 
     /// Heap bytes held in buffers and per-stream state.
     pub(crate) fn heap_bytes(&self) -> usize {
-        let exchange = match self.auth {
-            Auth::Exchange(_) => std::mem::size_of::<ServerExchange>(),
-            Auth::None | Auth::Done => 0,
-        };
         self.out.capacity()
             + self.element.heap_bytes()
-            + self.jid.capacity()
+            + self.identity.heap_bytes()
+            + self.sasl.heap_bytes()
             + self.events.capacity() * std::mem::size_of::<Event>()
-            + exchange
     }
 
-    /// Sends a stream error, closes the stream and asks the I/O layer to close.
-    pub(crate) fn fail(&mut self, error: StreamError) {
-        match self.phase {
+    /// Sends a stream error for `cause`, closes the stream and asks the I/O layer to close.
+    pub(crate) fn fail(&mut self, cause: Cause) {
+        let condition = cause.condition();
+        match self.stream.phase {
             Phase::Closed => return,
             // Plaintext must not be written into a TLS handshake: just close.
             Phase::TlsPending => {}
             // RFC 6120 4.9.1.1: a stream error needs an open stream, so answer the
             // header first.
             Phase::AwaitHeader => {
-                let from = served_domain(&self.config, self.domain)
+                let from = self
+                    .stream
+                    .domain(&self.config)
                     .or_else(|| self.config.domains.first().map(String::as_str));
-                stream::write_header(&mut self.out, from, None);
-                self.out.stream_error(error.condition, &error.detail);
+                let id = self.config.entropy.next_u64();
+                stream::write_header(&mut self.out, id, from, None);
+                self.out.stream_error(condition, &cause.to_string());
             }
-            Phase::Open => self.out.stream_error(error.condition, &error.detail),
+            Phase::Open => self.out.stream_error(condition, &cause.to_string()),
         }
-        self.close(CloseReason::StreamError {
-            condition: error.condition.as_str(),
-            detail: error.detail,
-        });
+        self.close(CloseReason::StreamError(cause));
     }
 
     /// [`Machine::fail`], for handlers that then stop reading.
-    pub(crate) fn stop(&mut self, error: StreamError) -> Flow {
-        self.fail(error);
+    pub(crate) fn stop(&mut self, cause: Cause) -> Flow {
+        self.fail(cause);
         Flow::Stop
     }
 
     /// The client closed its side. Pending output stays: after a half-close the client
     /// may still read it, and the I/O layer drops it anyway if the socket failed.
     pub(crate) fn peer_closed(&mut self) {
-        if self.phase != Phase::Closed {
+        if self.stream.phase != Phase::Closed {
             self.close(CloseReason::ClientClosed);
         }
     }
@@ -289,25 +268,18 @@ impl Machine {
         } else {
             reason
         };
-        self.phase = Phase::Closed;
-        self.auth = Auth::None;
+        self.stream.phase = Phase::Closed;
+        self.sasl = Sasl::default();
         self.element = Element::new();
         self.events.push_back(Event::Close(reason));
     }
 
     /// Closes with [`CloseReason::OutputOverflow`] when the client does not read.
     pub(crate) fn overflowed(&mut self) -> bool {
-        if self.phase != Phase::Closed && self.out.unsent() > self.config.max_unsent_output {
+        if self.stream.phase != Phase::Closed && self.out.unsent() > self.config.max_unsent_output {
             self.close(CloseReason::OutputOverflow);
             return true;
         }
         false
     }
-}
-
-/// The served domain with index `index`.
-pub(crate) fn served_domain(config: &Config, index: Option<usize>) -> Option<&str> {
-    index
-        .and_then(|i| config.domains.get(i))
-        .map(String::as_str)
 }

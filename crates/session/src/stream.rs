@@ -1,15 +1,78 @@
-//! Stream headers (RFC 6120 section 4.7): checking the client's and writing ours.
+//! The stream itself (RFC 6120 section 4): where it is ([`Stream`]: phase, domain,
+//! transport), and the headers that open it: checking the client's and writing ours.
+
+use std::fmt;
 
 use stanza::StartTag;
 
-use crate::error::{StreamCondition, StreamError};
+use crate::Config;
+use crate::error::StreamCondition;
+use crate::features::Transport;
 use crate::jid::{self, Jid};
 use crate::ns;
 use crate::writer::Output;
 
+/// Where the stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Waiting for the client's stream header (at connect and after each restart). Our
+    /// response header is not written yet.
+    AwaitHeader,
+    /// Both headers exchanged; stanzas flow.
+    Open,
+    /// `<proceed/>` sent; the I/O layer runs the TLS handshake. Nothing more is read or
+    /// written in plaintext.
+    TlsPending,
+    /// A close was requested; input is ignored and no more output is produced.
+    Closed,
+}
+
+/// The stream's state across its restarts (after STARTTLS and after SASL).
+#[derive(Debug)]
+pub(crate) struct Stream {
+    pub(crate) phase: Phase,
+    /// Index in `config.domains` of the domain the client's first header named.
+    domain: Option<usize>,
+    pub(crate) transport: Transport,
+}
+
+impl Stream {
+    pub(crate) fn new(transport: Transport) -> Self {
+        Self {
+            phase: Phase::AwaitHeader,
+            domain: None,
+            transport,
+        }
+    }
+
+    /// Input is read: the stream is not closed and not waiting for TLS.
+    pub(crate) fn reading(&self) -> bool {
+        matches!(self.phase, Phase::AwaitHeader | Phase::Open)
+    }
+
+    /// The served domain the client's header named, once it did.
+    pub(crate) fn domain<'c>(&self, config: &'c Config) -> Option<&'c str> {
+        self.domain
+            .and_then(|i| config.domains.get(i))
+            .map(String::as_str)
+    }
+
+    /// Checks a client's header: its domain must be served and, on a restarted stream,
+    /// the one the first header named.
+    pub(crate) fn accept_header(
+        &mut self,
+        tag: &StartTag<'_>,
+        config: &Config,
+    ) -> Result<(), HeaderError> {
+        self.domain = Some(check_header(tag, &config.domains, self.domain)?);
+        self.phase = Phase::Open;
+        Ok(())
+    }
+}
+
 /// Why a client's stream header is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HeaderError {
+pub enum HeaderError {
     /// The root is not `stream` in the stream namespace (RFC 6120 4.8.1:
     /// `invalid-namespace`).
     NotStream,
@@ -24,28 +87,32 @@ pub(crate) enum HeaderError {
     HostUnknown,
 }
 
-impl From<HeaderError> for StreamError {
-    fn from(error: HeaderError) -> Self {
-        let (condition, detail) = match error {
-            HeaderError::NotStream => (
-                StreamCondition::InvalidNamespace,
-                "root element must be stream:stream",
-            ),
-            HeaderError::ContentNamespace => (
-                StreamCondition::InvalidNamespace,
-                "default namespace must be jabber:client",
-            ),
-            HeaderError::Version => (StreamCondition::UnsupportedVersion, "version 1.0 required"),
-            HeaderError::HostUnknown => (StreamCondition::HostUnknown, "domain not served here"),
-        };
-        StreamError::new(condition, detail)
+impl HeaderError {
+    /// The stream error condition it is sent as.
+    pub fn condition(self) -> StreamCondition {
+        match self {
+            Self::NotStream | Self::ContentNamespace => StreamCondition::InvalidNamespace,
+            Self::Version => StreamCondition::UnsupportedVersion,
+            Self::HostUnknown => StreamCondition::HostUnknown,
+        }
+    }
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NotStream => "root element must be stream:stream",
+            Self::ContentNamespace => "default namespace must be jabber:client",
+            Self::Version => "version 1.0 required",
+            Self::HostUnknown => "domain not served here",
+        })
     }
 }
 
 /// Checks a client's stream header and returns the index in `domains` of the domain it
 /// addresses. `current` is the domain of the stream being restarted, which the new header
 /// must name again.
-pub(crate) fn check_header(
+fn check_header(
     tag: &StartTag<'_>,
     domains: &[String],
     current: Option<usize>,
@@ -87,13 +154,13 @@ pub(crate) fn client_from<'a>(tag: &StartTag<'a>) -> Option<&'a str> {
         .filter(|from| !from.contains('&') && Jid::parse(from).is_ok())
 }
 
-/// Our response stream header, with a fresh random stream id (RFC 6120 4.7.3).
-pub(crate) fn write_header(out: &mut Output, from: Option<&str>, to: Option<&str>) {
+/// Our response stream header; `id` is fresh randomness (RFC 6120 4.7.3).
+pub(crate) fn write_header(out: &mut Output, id: u64, from: Option<&str>, to: Option<&str>) {
     out.raw("<?xml version='1.0'?><stream:stream");
     out.attr("xmlns", ns::CLIENT);
     out.attr("xmlns:stream", ns::STREAMS);
     out.raw(" id='");
-    out.display(format_args!("{:016x}", rand::random::<u64>()));
+    out.display(format_args!("{id:016x}"));
     out.raw("'");
     if let Some(from) = from {
         out.attr("from", from);

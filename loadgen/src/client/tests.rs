@@ -199,6 +199,7 @@ fn scram_login_against_the_real_server_side() {
             domain: "localhost",
             tls_exporter: None,
             plus_advertised: false,
+            entropy: &session::SystemEntropy,
         };
         h.connect();
         h.sent();

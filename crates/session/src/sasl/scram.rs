@@ -10,6 +10,7 @@ use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
 
 use super::ScramHash;
+use crate::entropy::Entropy;
 
 /// Random bytes in a nonce: 24 give 32 base64 characters, above RFC 5802's advice.
 const NONCE_BYTES: usize = 24;
@@ -111,6 +112,13 @@ pub(super) fn b64_decode(text: &str) -> Option<Vec<u8>> {
 pub(super) fn random_nonce() -> String {
     let mut bytes = [0u8; NONCE_BYTES];
     rand::rng().fill_bytes(&mut bytes);
+    b64_encode(&bytes)
+}
+
+/// [`random_nonce`] from the given source (the server's comes through the config).
+pub(super) fn nonce_from(entropy: &dyn Entropy) -> String {
+    let mut bytes = [0u8; NONCE_BYTES];
+    entropy.fill(&mut bytes);
     b64_encode(&bytes)
 }
 

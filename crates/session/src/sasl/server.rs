@@ -11,6 +11,7 @@ use super::{
     Step,
 };
 use crate::Accounts;
+use crate::entropy::Entropy;
 
 /// The only channel binding type supported: RFC 9266, for TLS 1.3.
 const CB_NAME: &str = "tls-exporter";
@@ -28,6 +29,8 @@ pub struct ServerContext<'a> {
     /// Whether PLUS mechanisms were offered on this connection: then a client saying
     /// "y" (it binds, but thinks we do not) is under a downgrade attack.
     pub plus_advertised: bool,
+    /// Where the server nonce comes from.
+    pub entropy: &'a dyn Entropy,
 }
 
 /// Server side of one authentication exchange.
@@ -89,7 +92,7 @@ impl ServerExchange {
         let server_nonce = if mechanism == Mechanism::Plain {
             String::new()
         } else {
-            scram::random_nonce()
+            scram::nonce_from(ctx.entropy)
         };
         Self::start_with_nonce(mechanism, initial_response, ctx, server_nonce)
     }

@@ -51,6 +51,7 @@ fn ctx(tls_exporter: Option<&[u8; 32]>, plus_advertised: bool) -> ServerContext<
         domain: DOMAIN,
         tls_exporter,
         plus_advertised,
+        entropy: &crate::SystemEntropy,
     }
 }
 

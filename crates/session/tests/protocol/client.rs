@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use session::sasl::{
     self, ChannelBinding, Mechanism, SaltedPasswordCache, ScramClient, ScramCredentials, ScramHash,
 };
-use session::{Accounts, Addresses, CloseReason, Config, Connection, Event, ListenerKind, TlsInfo};
+use session::{
+    Accounts, Addresses, Cause, CloseReason, Config, Connection, Event, ListenerKind, TlsInfo,
+};
 use stanza::{StartTag, Token, Tokenizer};
 
 pub const DOMAIN: &str = "localhost";
@@ -205,6 +207,8 @@ pub struct Client {
     raw: String,
     cache: SaltedPasswordCache,
     next_id: u32,
+    /// The cause the connection reported with its last stream error.
+    pub closed_by: Option<Cause>,
 }
 
 pub fn v4_client() -> SocketAddr {
@@ -254,6 +258,7 @@ impl Client {
             raw: String::new(),
             cache: SaltedPasswordCache::default(),
             next_id: 0,
+            closed_by: None,
         }
     }
 
@@ -483,10 +488,9 @@ impl Client {
         assert_eq!(error.children[0].ns, "urn:ietf:params:xml:ns:xmpp-streams");
         assert_eq!(self.item(), Item::StreamClose);
         match self.event() {
-            Some(Event::Close(CloseReason::StreamError {
-                condition: sent, ..
-            })) => {
-                assert_eq!(sent, condition)
+            Some(Event::Close(CloseReason::StreamError(cause))) => {
+                assert_eq!(cause.condition().as_str(), condition);
+                self.closed_by = Some(cause);
             }
             other => panic!("expected a close for {condition}, got {other:?}"),
         }

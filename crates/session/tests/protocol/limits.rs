@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use session::{CloseReason, Config, Connection, Event};
+use session::{Cause, CloseReason, Config, Connection, Event};
 
 use crate::client::Client;
 
@@ -20,6 +20,7 @@ fn negotiation_timeout() {
     client.advance(Duration::from_secs(1));
     client.fire_timer();
     assert_eq!(client.stream_error(), "connection-timeout");
+    assert_eq!(client.closed_by, Some(Cause::NegotiationTimeout));
 }
 
 #[test]
@@ -28,6 +29,7 @@ fn negotiation_timeout_before_any_header() {
     client.advance(Duration::from_secs(30));
     client.fire_timer();
     assert_eq!(client.header_then_stream_error(), "connection-timeout");
+    assert_eq!(client.closed_by, Some(Cause::NegotiationTimeout));
 }
 
 #[test]
@@ -67,6 +69,7 @@ fn idle_timeout_and_whitespace_keepalive() {
     client.advance(Duration::from_secs(1));
     client.fire_timer();
     assert_eq!(client.stream_error(), "connection-timeout");
+    assert_eq!(client.closed_by, Some(Cause::IdleTimeout));
 }
 
 #[test]
@@ -86,6 +89,7 @@ fn stanza_rate() {
     }
     client.send(SIC);
     assert_eq!(client.stream_error(), "policy-violation");
+    assert_eq!(client.closed_by, Some(Cause::StanzaRate));
 }
 
 #[test]
@@ -116,6 +120,10 @@ fn stanza_size_limit() {
     );
     client.send(&big);
     assert_eq!(client.stream_error(), "policy-violation");
+    assert_eq!(
+        client.closed_by,
+        Some(Cause::StanzaLimit(stanza::Error::StanzaTooLarge))
+    );
 }
 
 #[test]

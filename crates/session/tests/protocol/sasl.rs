@@ -1,7 +1,7 @@
 //! SASL on the stream: every mechanism, the offers by transport, failures and the limit.
 
 use session::sasl::{self, Mechanism};
-use session::{Config, Event, ListenerKind};
+use session::{Cause, Config, Event, ListenerKind, Violation};
 
 use crate::client::{Client, PASSWORD, SASL_NS, TLS12, TLS13, v4_client};
 
@@ -177,6 +177,7 @@ fn failure_limit_closes_with_policy_violation() {
         Err("not-authorized".to_owned())
     );
     assert_eq!(client.stream_error(), "policy-violation");
+    assert_eq!(client.closed_by, Some(Cause::AuthFailures));
 }
 
 #[test]
@@ -217,4 +218,8 @@ fn auth_after_success_is_refused() {
         "<auth xmlns='{SASL_NS}' mechanism='PLAIN'>=</auth>"
     ));
     assert_eq!(client.stream_error(), "policy-violation");
+    assert_eq!(
+        client.closed_by,
+        Some(Cause::Violation(Violation::AlreadyAuthenticated))
+    );
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use session::sasl::Mechanism;
-use session::{CloseReason, Config, Event, ListenerKind};
+use session::{Cause, CloseReason, Config, Event, ListenerKind, Violation};
 
 use crate::client::{Client, DOMAIN, Item, PASSWORD, TLS12, TLS13, v4_client};
 
@@ -216,6 +216,10 @@ fn bytes_after_starttls_are_refused() {
     client.open();
     client.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><iq type='get' id='x'/>");
     assert_eq!(client.stream_error(), "policy-violation");
+    assert_eq!(
+        client.closed_by,
+        Some(Cause::Violation(Violation::DataAfterStartTls))
+    );
     assert!(!client.take_raw().contains("proceed"));
 }
 
@@ -235,10 +239,9 @@ fn bytes_before_tls_handshake_close_silently() {
     );
     assert!(matches!(
         client.event(),
-        Some(Event::Close(CloseReason::StreamError {
-            condition: "policy-violation",
-            ..
-        }))
+        Some(Event::Close(CloseReason::StreamError(Cause::Violation(
+            Violation::DataBeforeTls
+        ))))
     ));
     client.conn.tls_established(TLS13);
     client.send(&Client::header(DOMAIN));
@@ -422,9 +425,35 @@ fn timeouts_are_reported_for_the_tls_phase_too() {
     assert_eq!(client.take_raw(), "");
     assert!(matches!(
         client.event(),
-        Some(Event::Close(CloseReason::StreamError {
-            condition: "connection-timeout",
-            ..
-        }))
+        Some(Event::Close(CloseReason::StreamError(
+            Cause::NegotiationTimeout
+        )))
     ));
+}
+
+/// Randomness enters through the config: with a seeded source the stream ids and the
+/// server-chosen resource repeat exactly, and another seed changes them.
+#[test]
+fn seeded_entropy_makes_the_session_reproducible() {
+    let run = |seed| {
+        let config = Config {
+            entropy: std::sync::Arc::new(session::SeededEntropy::new(seed)),
+            ..Config::default()
+        };
+        let mut client = Client::with(config, ListenerKind::DirectTls, Some(TLS13), v4_client());
+        let (header, _) = client.open();
+        client.auth_plain("alice", PASSWORD).expect("authenticated");
+        let (restarted, _) = client.open();
+        let jid = client.bind(None);
+        (
+            header.attr("id").map(str::to_owned),
+            restarted.attr("id").map(str::to_owned),
+            jid,
+        )
+    };
+    let first = run(7);
+    assert_eq!(first, run(7));
+    assert_ne!(first.0, first.1, "each header gets a fresh id");
+    let other = run(8);
+    assert_ne!((&first.0, &first.2), (&other.0, &other.2));
 }
