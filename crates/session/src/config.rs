@@ -32,10 +32,15 @@ pub struct Config {
     pub negotiation_timeout: Duration,
     /// No bytes from the client for this long closes the stream (`connection-timeout`).
     pub idle_timeout: Duration,
-    /// Sustained stanzas per second allowed per session (token bucket rate).
+    /// Sustained stanzas per second taken from a session (token bucket rate). A client
+    /// over it is throttled, never disconnected: its input waits until the bucket refills.
     pub stanza_rate: f64,
-    /// Token bucket size: stanzas allowed in a burst.
+    /// Token bucket size: stanzas taken in a burst before throttling starts.
     pub stanza_burst: u32,
+    /// Sustained bytes per second read from a session; over it, reading pauses.
+    pub byte_rate: u64,
+    /// Bytes read in a burst before throttling starts.
+    pub byte_burst: u64,
     /// Most bytes of unsent output held for a client that does not read; beyond it the
     /// connection is closed without further writes.
     pub max_unsent_output: usize,
@@ -56,6 +61,8 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(300),
             stanza_rate: 50.0,
             stanza_burst: 100,
+            byte_rate: 64 * 1024,
+            byte_burst: 256 * 1024,
             max_unsent_output: 256 * 1024,
             entropy: Arc::new(SystemEntropy),
         }

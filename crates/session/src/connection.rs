@@ -68,6 +68,10 @@ impl Connection {
             return;
         }
         self.machine.timers.activity(&self.machine.config, now);
+        if self.machine.budget.paused() {
+            self.hold(data);
+            return;
+        }
         if self.input.is_empty() {
             let consumed = self.process(data, now);
             if self.reading() {
@@ -81,6 +85,10 @@ impl Connection {
             buf.drain(..consumed.min(buf.len()));
             self.input = buf;
         }
+        if self.reading() {
+            self.machine
+                .spend(|budget, config| budget.bytes(config, data.len(), now));
+        }
         self.tidy_input();
     }
 
@@ -92,6 +100,28 @@ impl Connection {
         if let Some(expired) = self.machine.timers.expired(now) {
             self.machine.fail(expired);
             self.tidy_input();
+            return;
+        }
+        if let Some(lasted) = self.machine.budget.resume(now) {
+            self.machine.counts.throttle_ended(lasted);
+            if self.reading() && !self.input.is_empty() {
+                let mut buf = std::mem::take(&mut self.input);
+                let consumed = self.process(&buf, now);
+                buf.drain(..consumed.min(buf.len()));
+                self.input = buf;
+            }
+            self.tidy_input();
+        }
+    }
+
+    /// While `Some`, the rate budgets are spent: the I/O layer must not read from the
+    /// client before that instant (TCP then pushes back), but keeps writing the answers
+    /// owed. [`Connection::poll_timeout`] includes it, and
+    /// [`Connection::handle_timeout`] takes in the input held meanwhile.
+    pub fn read_paused_until(&self) -> Option<Instant> {
+        match self.machine.stream.phase {
+            Phase::Closed | Phase::TlsPending => None,
+            Phase::AwaitHeader | Phase::Open => self.machine.budget.resume_at(),
         }
     }
 
@@ -143,9 +173,13 @@ impl Connection {
 
     /// When [`Connection::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.machine.stream.phase {
-            Phase::Closed => None,
+        let timers = match self.machine.stream.phase {
+            Phase::Closed => return None,
             _ => self.machine.timers.next_deadline(),
+        };
+        match (timers, self.read_paused_until()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -193,8 +227,23 @@ impl Connection {
                 }
                 Flow::Stop => return buf.len(),
             }
+            // A spent budget holds the rest of the input until it has refilled.
+            if self.machine.budget.paused() {
+                break;
+            }
         }
         base + self.tokenizer.compact()
+    }
+
+    /// Keeps input that arrived while the budgets paused it, up to one stanza's worth: an
+    /// I/O layer that goes on reading meanwhile ends the stream.
+    fn hold(&mut self, data: &[u8]) {
+        if self.input.len() + data.len() > self.tokenizer.limits().max_stanza_bytes {
+            self.machine.fail(Cause::ThrottleOverrun);
+            self.tidy_input();
+            return;
+        }
+        self.input.extend_from_slice(data);
     }
 
     /// Whether input is still being read (not closed, not waiting for TLS).

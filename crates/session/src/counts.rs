@@ -160,6 +160,10 @@ pub struct Counts {
     stanzas: [u32; StanzaKind::ALL.len()],
     answers: [u32; AnswerKind::ALL.len()],
     sasl: [[u32; SaslOutcome::ALL.len()]; SASL_SLOTS],
+    /// Times input was paused for the rate budgets.
+    throttled: u32,
+    /// Microseconds of pauses that ended.
+    throttled_micros: u64,
 }
 
 impl Counts {
@@ -206,6 +210,16 @@ impl Counts {
             .fold(0u32, |sum, &n| sum.saturating_add(n))
     }
 
+    /// Times the session's input was paused because a rate budget was spent.
+    pub fn throttled(&self) -> u32 {
+        self.throttled
+    }
+
+    /// How long the pauses that ended lasted in total.
+    pub fn throttled_for(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.throttled_micros)
+    }
+
     /// Nothing was counted.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
@@ -226,6 +240,15 @@ impl Counts {
         if let Some(outcomes) = self.sasl.get_mut(slot) {
             bump(&mut outcomes[outcome.index()]);
         }
+    }
+
+    pub(crate) fn throttle_started(&mut self) {
+        bump(&mut self.throttled);
+    }
+
+    pub(crate) fn throttle_ended(&mut self, lasted: std::time::Duration) {
+        let micros = u64::try_from(lasted.as_micros()).unwrap_or(u64::MAX);
+        self.throttled_micros = self.throttled_micros.saturating_add(micros);
     }
 }
 

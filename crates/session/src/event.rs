@@ -50,8 +50,11 @@ pub enum Cause {
     NegotiationTimeout,
     /// No bytes for [`crate::Config::idle_timeout`].
     IdleTimeout,
-    /// More stanzas than [`crate::Config::stanza_rate`] and its burst allow.
-    StanzaRate,
+    /// Input kept arriving while the rate budgets had paused it, past one stanza's worth
+    /// ([`stanza::TokenizerLimits::max_stanza_bytes`]): an I/O layer that does not honour
+    /// [`crate::Connection::read_paused_until`]. Over-budget clients are otherwise
+    /// throttled, never disconnected.
+    ThrottleOverrun,
     /// [`crate::Config::max_auth_failures`] failed SASL attempts.
     AuthFailures,
     /// An iq, message or presence before authentication.
@@ -89,7 +92,7 @@ impl Cause {
             Self::Header(error) => error.condition(),
             Self::Xml(error) | Self::StanzaLimit(error) => error.condition().into(),
             Self::NegotiationTimeout | Self::IdleTimeout => StreamCondition::ConnectionTimeout,
-            Self::StanzaRate | Self::AuthFailures | Self::Violation(_) => {
+            Self::ThrottleOverrun | Self::AuthFailures | Self::Violation(_) => {
                 StreamCondition::PolicyViolation
             }
             Self::NotAuthenticated | Self::NotBound => StreamCondition::NotAuthorized,
@@ -116,7 +119,7 @@ impl fmt::Display for Cause {
             Self::Xml(error) | Self::StanzaLimit(error) => error.fmt(f),
             Self::NegotiationTimeout => f.write_str("stream negotiation took too long"),
             Self::IdleTimeout => f.write_str("idle for too long"),
-            Self::StanzaRate => f.write_str("stanza rate exceeded"),
+            Self::ThrottleOverrun => f.write_str("input beyond the rate budget while throttled"),
             Self::AuthFailures => f.write_str("too many failed authentication attempts"),
             Self::NotAuthenticated => f.write_str("authenticate first"),
             Self::NotBound => f.write_str("bind a resource first"),

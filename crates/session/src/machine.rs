@@ -3,7 +3,7 @@
 //!
 //! State is grouped by concern, each group in its own module with the rules that keep it
 //! consistent: [`Stream`] (phase, domain, transport), [`Identity`] (the JID and its parts),
-//! [`Sasl`] (the exchange and its failures), [`Timers`], [`StanzaBudget`], the [`Element`]
+//! [`Sasl`] (the exchange and its failures), [`Timers`], the rate [`Budget`], the [`Element`]
 //! being read, and what goes out (output, events, counts). The IQ, bind and message
 //! handlers are further `impl Machine` blocks in their own modules.
 
@@ -14,7 +14,7 @@ use std::time::Instant;
 use stanza::Token;
 
 use crate::auth::{self, Sasl};
-use crate::budget::StanzaBudget;
+use crate::budget::Budget;
 use crate::counts::Counts;
 use crate::element::{Element, Kind, Payload};
 use crate::event::{Cause, CloseReason, Event, Violation};
@@ -48,7 +48,7 @@ pub(crate) struct Machine {
     pub(crate) identity: Identity,
     pub(crate) sasl: Sasl,
     pub(crate) timers: Timers,
-    pub(crate) budget: StanzaBudget,
+    pub(crate) budget: Budget,
     /// The top-level element being read.
     pub(crate) element: Element,
     pub(crate) out: Output,
@@ -67,7 +67,7 @@ impl Machine {
     ) -> Self {
         Self {
             timers: Timers::new(&config, now),
-            budget: StanzaBudget::new(&config, now),
+            budget: Budget::new(&config, now),
             config,
             accounts,
             addresses,
@@ -129,9 +129,7 @@ impl Machine {
     /// A complete top-level element; `more` says whether bytes follow it in the buffer.
     fn on_element(&mut self, end: usize, more: bool, now: Instant) -> Flow {
         self.counts.stanza(self.element.kind.counted());
-        if !self.budget.take(&self.config, now) {
-            return self.stop(Cause::StanzaRate);
-        }
+        self.spend(|budget, config| budget.stanza(config, now));
         let authenticated = self.identity.is_authenticated();
         let bound = self.identity.is_bound();
         match self.element.kind {
@@ -150,6 +148,15 @@ impl Machine {
             }
             Kind::Iq | Kind::Message | Kind::Presence => self.stop(Cause::NotAuthenticated),
             Kind::Unsupported => self.stop(Cause::UnsupportedStanza),
+        }
+    }
+
+    /// Charges a budget, counting the pause it may start.
+    pub(crate) fn spend(&mut self, charge: impl FnOnce(&mut Budget, &Config)) {
+        let was_paused = self.budget.paused();
+        charge(&mut self.budget, &self.config);
+        if !was_paused && self.budget.paused() {
+            self.counts.throttle_started();
         }
     }
 

@@ -1,4 +1,5 @@
-//! Limits: timeouts, the stanza rate, stanza size, unsent output, and memory held.
+//! Limits: timeouts, the rate budgets (throttling), stanza size, unsent output, and memory
+//! held.
 
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ fn idle_timeout_and_whitespace_keepalive() {
 }
 
 #[test]
-fn stanza_rate() {
+fn stanza_rate_throttles_instead_of_disconnecting() {
     let config = Config {
         stanza_rate: 1.0,
         stanza_burst: 20,
@@ -83,13 +84,127 @@ fn stanza_rate() {
     client.login();
     // Login used 4 of the burst (starttls, auth, response, bind); 20 s refill it.
     client.advance(Duration::from_secs(20));
+    client.conn.take_counts();
     for _ in 0..20 {
         client.send(SIC);
         assert_eq!(client.element().attr("type"), Some("result"));
     }
+    let resume = client.conn.read_paused_until().expect("the burst is spent");
+    assert!(resume > client.now && resume <= client.now + Duration::from_millis(1001));
+    assert_eq!(client.conn.poll_timeout(), Some(resume));
     client.send(SIC);
+    assert!(client.no_items(), "held until the bucket refills");
+    assert_eq!(client.event(), None, "and not disconnected");
+    client.advance(Duration::from_millis(999));
+    client.fire_timer();
+    assert!(client.no_items());
+    client.advance(Duration::from_millis(2));
+    client.fire_timer();
+    assert_eq!(client.element().attr("type"), Some("result"));
+    let counts = client.conn.take_counts();
+    assert_eq!(counts.throttled(), 2, "paused after the 20th and the 21st");
+    assert!(counts.throttled_for() >= Duration::from_secs(1));
+}
+
+/// A client that reconnects and flushes its queue: 2,000 pipelined requests in one go on
+/// the default config get 2,000 answers, in order, no faster than the budget allows.
+#[test]
+fn a_pipelined_burst_is_answered_in_full_paced_by_the_budget() {
+    let config = Config::default();
+    let (rate, burst) = (config.stanza_rate, f64::from(config.stanza_burst));
+    let mut client = Client::with_config(config);
+    client.login();
+    let start = client.now;
+    let requests: String = (0..2000)
+        .map(|i| format!("<iq type='get' id='r{i}'><ip xmlns='urn:xmpp:sic:0'/></iq>"))
+        .collect();
+    // Fed as an I/O layer would: 4 KiB reads, none while reading is paused.
+    let mut unread = requests.as_bytes();
+    let mut answered = 0;
+    while answered < 2000 {
+        if let Some(resume) = client.conn.read_paused_until() {
+            client.now = client.now.max(resume);
+            client.fire_timer();
+        } else if !unread.is_empty() {
+            let (read, rest) = unread.split_at(unread.len().min(4096));
+            client.send_bytes(read);
+            unread = rest;
+        } else {
+            panic!("stalled after {answered} answers");
+        }
+        while !client.no_items() {
+            let reply = client.element();
+            assert_eq!(reply.attr("type"), Some("result"));
+            assert_eq!(reply.attr("id"), Some(format!("r{answered}").as_str()));
+            answered += 1;
+            let elapsed = (client.now - start).as_secs_f64();
+            // Login took 4 of the burst.
+            assert!(
+                f64::from(answered) <= burst - 4.0 + rate * elapsed + 1.0,
+                "{answered} answers after {elapsed} s"
+            );
+        }
+    }
+    assert_eq!(client.event(), None, "still connected");
+    let took = (client.now - start).as_secs_f64();
+    let expected = (2000.0 - (burst - 4.0)) / rate;
+    assert!(
+        (took - expected).abs() < 0.5,
+        "took {took} s, expected {expected} s"
+    );
+}
+
+#[test]
+fn bytes_over_the_byte_budget_pause_reading() {
+    let config = Config {
+        byte_rate: 1000,
+        byte_burst: 2000,
+        ..Config::default()
+    };
+    let mut client = Client::with_config(config);
+    let t0 = client.now;
+    client.open();
+    let before = client.conn.read_paused_until();
+    assert_eq!(before, None);
+    // The header used ~150 bytes; 3,000 spaces of keepalive overdraw the rest.
+    client.send(&" ".repeat(3000));
+    let resume = client.conn.read_paused_until().expect("overdrawn");
+    assert!(
+        resume - t0 > Duration::from_millis(1000),
+        "{:?}",
+        resume - t0
+    );
+    client.now = resume;
+    client.fire_timer();
+    assert_eq!(client.conn.read_paused_until(), None);
+    assert_eq!(client.event(), None);
+}
+
+#[test]
+fn input_fed_while_paused_past_a_stanza_ends_the_stream() {
+    let config = Config {
+        stanza_rate: 1.0,
+        stanza_burst: 5,
+        ..Config::default()
+    };
+    let mut client = Client::with_config(config);
+    client.login();
+    client.send(SIC);
+    assert!(client.conn.read_paused_until().is_some());
+    client.element();
+    let limit = Config::default().stanza_limits.max_stanza_bytes;
+    let mut fed = 0;
+    while fed <= limit {
+        assert!(
+            client.conn.poll_event().is_none(),
+            "closed after {fed} bytes"
+        );
+        client.send_unread(SIC);
+        fed += SIC.len();
+    }
+    client.pump();
     assert_eq!(client.stream_error(), "policy-violation");
-    assert_eq!(client.closed_by, Some(Cause::StanzaRate));
+    assert_eq!(client.closed_by, Some(Cause::ThrottleOverrun));
 }
 
 #[test]
