@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use session::proxy::{Cidr, Command, ProxyAddresses, write_v1, write_v2};
+use proxy_protocol::{Cidr, Command, ProxyAddresses, write_v1, write_v2};
 
 /// Most addresses taken from one block: session numbers are 64-bit, so more can never be
 /// used.
@@ -189,7 +189,7 @@ impl ProxyPlan {
 mod tests {
     use std::collections::HashSet;
 
-    use session::proxy::{HeaderParser, Progress};
+    use proxy_protocol::{HeaderParser, Progress};
 
     use super::*;
 

@@ -29,7 +29,6 @@ mod limits;
 mod machine;
 mod message;
 mod ns;
-pub mod proxy;
 pub mod sasl;
 mod sic;
 mod stream;
