@@ -22,7 +22,7 @@ use stanza::{Limits, Token, Tokenizer};
 
 use crate::accounts::Accounts;
 use crate::histo::{ErrorKind, Metric, Recorder};
-use crate::proxy::ProxyPlan;
+use crate::proxy_plan::ProxyPlan;
 use crate::schedule::Nanos;
 use reader::{IqType, Reader, Top, ns};
 use request::Wrong;

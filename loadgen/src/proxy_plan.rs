@@ -1,7 +1,7 @@
-//! PROXY protocol mode: loadgen plays the load balancer. Every connection starts with a
-//! PROXY header (v1 or v2) naming a synthetic client address and port, so one machine can
-//! load a server's PROXY listener without a balancer in front, and every SIC answer can be
-//! checked against an address the socket itself could never report.
+//! The PROXY header plan (`--proxy`): loadgen plays the load balancer. Every connection
+//! starts with a PROXY header (v1 or v2) naming a synthetic client address and port, so one
+//! machine can load a server's PROXY listener without a balancer in front, and every SIC
+//! answer can be checked against an address the socket itself could never report.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
