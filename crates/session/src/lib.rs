@@ -28,7 +28,7 @@ pub mod jid;
 mod limits;
 mod machine;
 mod message;
-mod ns;
+pub mod ns;
 pub mod sasl;
 mod sic;
 mod stream;
