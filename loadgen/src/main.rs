@@ -112,7 +112,7 @@ fn options(args: RunArgs) -> Result<(Plan, Options), String> {
         return Err("--duration must be positive".into());
     }
     let nofile_limit =
-        sys::raise_nofile_limit().map_err(|e| format!("cannot raise the open-file limit: {e}"))?;
+        host::raise_fd_limit().map_err(|e| format!("cannot raise the open-file limit: {e}"))?;
     if args.sessions + SPARE_FILES > nofile_limit {
         return Err(format!(
             "{} sessions need more open files than the limit of {nofile_limit}: raise the hard limit (ulimit -Hn)",
