@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use session::jid::JidPattern;
+
 /// Why an account specification cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
@@ -23,10 +25,9 @@ pub enum AccountsError {
 
 /// The accounts of a run.
 pub enum Accounts {
-    /// `prefix N suffix` for N in `from..=to`, e.g. `user%d@localhost`.
+    /// The pattern's JID for N in `from..=to`, e.g. `user%d@localhost`.
     Pattern {
-        prefix: String,
-        suffix: String,
+        pattern: JidPattern,
         from: u64,
         to: u64,
         password: String,
@@ -40,13 +41,9 @@ impl fmt::Debug for Accounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Accounts::Pattern {
-                prefix,
-                suffix,
-                from,
-                to,
-                ..
+                pattern, from, to, ..
             } => {
-                write!(f, "Accounts({prefix}%d{suffix}, {from}..={to})")
+                write!(f, "Accounts({pattern}, {from}..={to})")
             }
             Accounts::List(list) => write!(f, "Accounts({} listed)", list.len()),
         }
@@ -61,16 +58,13 @@ impl Accounts {
         to: u64,
         password: String,
     ) -> Result<Self, AccountsError> {
-        let (prefix, suffix) = pattern
-            .split_once("%d")
-            .filter(|(_, suffix)| !suffix.contains("%d"))
-            .ok_or_else(|| AccountsError::Pattern(pattern.to_owned()))?;
+        let numbered =
+            JidPattern::parse(pattern).map_err(|_| AccountsError::Pattern(pattern.to_owned()))?;
         if from > to {
             return Err(AccountsError::Range { from, to });
         }
         let accounts = Accounts::Pattern {
-            prefix: prefix.to_owned(),
-            suffix: suffix.to_owned(),
+            pattern: numbered,
             from,
             to,
             password,
@@ -117,14 +111,7 @@ impl Accounts {
     /// The full JID of the account session `session` uses.
     pub fn jid(&self, session: u64) -> String {
         match self {
-            Accounts::Pattern {
-                prefix,
-                suffix,
-                from,
-                ..
-            } => {
-                format!("{prefix}{}{suffix}", from + session % self.count())
-            }
+            Accounts::Pattern { pattern, from, .. } => pattern.jid(from + session % self.count()),
             Accounts::List(list) => {
                 let (local, domain, _) = &list[(session % self.count()) as usize];
                 format!("{local}@{domain}")

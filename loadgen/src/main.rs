@@ -12,7 +12,7 @@ mod logs;
 mod net;
 mod plot;
 mod progress;
-mod proxy;
+mod proxy_plan;
 mod records;
 mod report;
 mod run;
@@ -30,7 +30,7 @@ use session::sasl::Mechanism;
 use accounts::Accounts;
 use cli::{Cli, Command, MergeArgs, PlotArgs, ProxyArg, RunArgs, SaslArg, TlsArg};
 use client::{Mix, Profile, RequestKind, TlsMode};
-use proxy::{ProxyPlan, Sources};
+use proxy_plan::{ProxyPlan, Sources};
 use report::Target;
 use run::{Options, SaturationOptions};
 use tls::{TlsOptions, TlsSetup};
@@ -112,7 +112,7 @@ fn options(args: RunArgs) -> Result<(Plan, Options), String> {
         return Err("--duration must be positive".into());
     }
     let nofile_limit =
-        sys::raise_nofile_limit().map_err(|e| format!("cannot raise the open-file limit: {e}"))?;
+        host::raise_fd_limit().map_err(|e| format!("cannot raise the open-file limit: {e}"))?;
     if args.sessions + SPARE_FILES > nofile_limit {
         return Err(format!(
             "{} sessions need more open files than the limit of {nofile_limit}: raise the hard limit (ulimit -Hn)",
@@ -172,8 +172,8 @@ fn options(args: RunArgs) -> Result<(Plan, Options), String> {
     let proxy = match args.proxy {
         Some(version) => Some(ProxyPlan {
             version: match version {
-                ProxyArg::V1 => proxy::Version::V1,
-                ProxyArg::V2 => proxy::Version::V2,
+                ProxyArg::V1 => proxy_plan::Version::V1,
+                ProxyArg::V2 => proxy_plan::Version::V2,
             },
             sources: Sources::parse(&args.proxy_sources, &args.proxy_ports)
                 .map_err(|e| format!("--proxy-sources/--proxy-ports: {e}"))?,

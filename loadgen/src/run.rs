@@ -19,7 +19,6 @@ use crate::logs::{self, LogWriter};
 use crate::progress::Progress;
 use crate::report::{self, Cost, Errors, Requests, Saturation, Sessions, Step, Summary, Target};
 use crate::schedule::Nanos;
-use crate::sys;
 use crate::worker::{Clock, Command, IDLE_PHASE, Plan, Report, Worker};
 
 /// `--saturate` settings.
@@ -352,9 +351,8 @@ struct Mark {
 
 impl Mark {
     fn now() -> Self {
-        let (user, system) = sys::cpu_time();
         Mark {
-            cpu: user + system,
+            cpu: host::cpu_time().unwrap_or_default().total(),
             at: Instant::now(),
         }
     }
@@ -384,7 +382,7 @@ fn idle_session_rss(midway: Option<(u64, u64)>, established: u64, rss_after: u64
 fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Finished, String> {
     c.wait(GRACE, "starting", |c| c.started >= c.threads)?;
     let timeout = Duration::from_nanos(plan.profile.timeout);
-    let rss_before = sys::rss_bytes();
+    let rss_before = host::memory().map_or(0, |memory| memory.resident);
     let before_ramp = Mark::now();
     c.phase = "login ramp".to_owned();
     c.broadcast(Command::Ramp {
@@ -405,12 +403,12 @@ fn drive(c: &mut Coordinator<'_>, plan: &Plan, options: &Options) -> Result<Fini
             .get(&RAMP_PHASE)
             .map_or(0, |p| p.sample.counters.logins_ok);
         if midway.is_none() && up > 0 && up * 2 >= plan.sessions {
-            midway = Some((sys::rss_bytes(), up));
+            midway = Some((host::memory().map_or(0, |memory| memory.resident), up));
         }
         c.phase_done(RAMP_PHASE)
     })?;
     let after_ramp = Mark::now();
-    let rss_after = sys::rss_bytes();
+    let rss_after = host::memory().map_or(0, |memory| memory.resident);
     let ramp = c.phases.remove(&RAMP_PHASE).unwrap_or_default();
     let established = ramp.sample.counters.logins_ok;
     let started = ramp.sample.counters.logins_started;

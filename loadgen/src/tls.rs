@@ -14,6 +14,7 @@ use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, ProtocolVersion, RootCertStore,
     SignatureScheme,
 };
+use session::sasl::TLS_EXPORTER_LABEL;
 
 /// Trust stores tried, in order, when verification is on and no CA file is given.
 const SYSTEM_BUNDLES: [&str; 3] = [
@@ -107,7 +108,7 @@ pub fn exporter(connection: &ClientConnection) -> Option<[u8; 32]> {
         return None;
     }
     connection
-        .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+        .export_keying_material([0u8; 32], TLS_EXPORTER_LABEL, None)
         .ok()
 }
 

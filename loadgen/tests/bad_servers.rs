@@ -7,7 +7,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use session::proxy::{HeaderParser, Progress};
+use proxy_protocol::{HeaderParser, Progress};
 use support::{free_port, loadgen};
 
 /// How the fake server misbehaves.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use session::jid::JidPattern;
 use session::sasl::DEFAULT_ITERATIONS;
 use tracing_subscriber::EnvFilter;
 
@@ -251,16 +252,15 @@ fn checked_jid(jid: &str, domains: &[String]) -> Result<String, String> {
 }
 
 fn range_jids(pattern: &str, from: u64, to: u64) -> Result<Vec<String>, String> {
-    if pattern.matches("%d").count() != 1 {
-        return Err(format!("pattern {pattern:?} must contain exactly one %d"));
-    }
+    let numbered = JidPattern::parse(pattern)
+        .map_err(|_| format!("pattern {pattern:?} must contain exactly one %d"))?;
     if from > to || to - from >= MAX_RANGE {
         return Err(format!(
             "--from must not exceed --to, and at most {MAX_RANGE} accounts at once"
         ));
     }
     (from..=to)
-        .map(|n| normalize_jid(&pattern.replace("%d", &n.to_string())))
+        .map(|n| normalize_jid(&numbered.jid(n)))
         .collect()
 }
 

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use proxy_protocol::{CidrError, TrustedSources};
 use serde::{Deserialize, Deserializer};
-use session::proxy::{CidrError, TrustedSources};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]

@@ -6,21 +6,15 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
-
 use crate::stats::Limit;
 
 /// Descriptors kept free for listeners, the runtime, log files and the users file.
 const FD_HEADROOM: u64 = 64;
 
-/// Raises the soft RLIMIT_NOFILE to the hard limit (servers need many descriptors and the
-/// usual soft default of 1024 is far too low) and returns the soft limit now in force.
+/// Raises the soft RLIMIT_NOFILE to the hard limit and returns the soft limit now in
+/// force: the old one when it cannot be raised, which the server still runs with.
 pub fn raise_fd_limit() -> Option<u64> {
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
-    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        return Some(hard);
-    }
-    Some(soft)
+    host::raise_fd_limit().or_else(|_| host::fd_limit()).ok()
 }
 
 /// The connection limit to use: the configured one, or the descriptor limit minus

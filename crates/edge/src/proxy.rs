@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use session::proxy::{
+use proxy_protocol::{
     CidrError, Command, HeaderParser, Progress, ProxyError, ProxyHeader, TrustedSources, Version,
 };
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
@@ -25,7 +25,7 @@ use crate::config::{ListenerConfig, ListenerKind, ProxyProtocol};
 use crate::stats::{ProxyCommand, ProxyOutcome, ProxyVersion, Stats};
 
 /// Bytes read per attempt while waiting for the header; a v2 header is capped at
-/// [`session::proxy::DEFAULT_MAX_LEN`], so a few reads at most.
+/// [`proxy_protocol::DEFAULT_MAX_LEN`], so a few reads at most.
 const READ_CHUNK: usize = 2048;
 
 /// A PROXY listener's settings.

@@ -9,6 +9,7 @@ use rustls::server::ServerConnection;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use session::TlsInfo;
+use session::sasl::TLS_EXPORTER_LABEL;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsConfig;
@@ -118,7 +119,7 @@ pub fn info(connection: &mut ServerConnection) -> TlsInfo {
     let tls13 = connection.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
     let exporter = if tls13 {
         connection
-            .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+            .export_keying_material([0u8; 32], TLS_EXPORTER_LABEL, None)
             .ok()
     } else {
         None

@@ -10,7 +10,7 @@ use common::{Client, Fixture, PASSWORD, Running, eventually};
 use edge::config::{ListenerConfig, ListenerKind, ProxyProtocol};
 use edge::stats::{ProxyCommand, ProxyOutcome, ProxyVersion};
 use edge::{Config, Stats};
-use session::proxy::{Command, ProxyAddresses, write_v1, write_v2};
+use proxy_protocol::{Command, ProxyAddresses, write_v1, write_v2};
 use session::sasl::ScramHash;
 use tokio::net::TcpStream;
 

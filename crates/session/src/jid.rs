@@ -152,9 +152,63 @@ fn check_part(part: &str, which: Part) -> Result<(), JidError> {
     Ok(())
 }
 
+/// Numbered account JIDs, `user%d@localhost`: the text around the pattern's one `%d`, which
+/// each number replaces. One home for the patterns the edge's `user add-range` creates
+/// accounts from and the load generator logs in with, so both read them alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JidPattern {
+    prefix: String,
+    suffix: String,
+}
+
+/// A JID pattern without exactly one `%d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a JID pattern must contain exactly one %d")]
+pub struct PatternError;
+
+impl JidPattern {
+    /// Splits `pattern` at its `%d`; the JIDs it yields are not validated here, since
+    /// each caller has its own rules for them.
+    pub fn parse(pattern: &str) -> Result<Self, PatternError> {
+        let (prefix, suffix) = pattern
+            .split_once("%d")
+            .filter(|(_, suffix)| !suffix.contains("%d"))
+            .ok_or(PatternError)?;
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            suffix: suffix.to_owned(),
+        })
+    }
+
+    /// The JID for `number`.
+    pub fn jid(&self, number: u64) -> String {
+        format!("{}{number}{}", self.prefix, self.suffix)
+    }
+}
+
+impl fmt::Display for JidPattern {
+    /// The pattern as written.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}%d{}", self.prefix, self.suffix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_have_exactly_one_number() {
+        let pattern = JidPattern::parse("user%d@localhost").unwrap();
+        assert_eq!(pattern.jid(0), "user0@localhost");
+        assert_eq!(pattern.jid(42), "user42@localhost");
+        assert_eq!(pattern.to_string(), "user%d@localhost");
+        assert_eq!(JidPattern::parse("%d").unwrap().jid(7), "7");
+        assert_eq!(JidPattern::parse("%%d@x").unwrap().jid(1), "%1@x");
+        for bad in ["user@localhost", "u%d%d@x", "u%d@x%d", ""] {
+            assert_eq!(JidPattern::parse(bad), Err(PatternError), "{bad}");
+        }
+    }
 
     #[test]
     fn splits_parts() {

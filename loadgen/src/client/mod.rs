@@ -17,14 +17,15 @@ mod tests;
 
 use std::net::SocketAddr;
 
+use session::ns;
 use session::sasl::{self, ChannelBinding, Mechanism, SaltedPasswordCache, ScramClient};
 use stanza::{Limits, Token, Tokenizer};
 
 use crate::accounts::Accounts;
 use crate::histo::{ErrorKind, Metric, Recorder};
-use crate::proxy::ProxyPlan;
+use crate::proxy_plan::ProxyPlan;
 use crate::schedule::Nanos;
-use reader::{IqType, Reader, Top, ns};
+use reader::{IqType, Reader, Top};
 use request::Wrong;
 pub use request::{Mix, RequestKind};
 

@@ -4,23 +4,9 @@
 
 use std::net::IpAddr;
 
+use session::ns;
 use session::sasl::Mechanism;
 use stanza::{EndTag, StartTag};
-
-pub(super) mod ns {
-    pub const STREAMS: &str = "http://etherx.jabber.org/streams";
-    pub const CLIENT: &str = "jabber:client";
-    pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-    pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
-    pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
-    pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
-    pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-    pub const STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
-    pub const SIC0: &str = "urn:xmpp:sic:0";
-    pub const SIC1: &str = "urn:xmpp:sic:1";
-    pub const PING: &str = "urn:xmpp:ping";
-    pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
-}
 
 /// Most text kept for one field; SASL payloads are a few hundred bytes.
 const MAX_TEXT: usize = 16 * 1024;
@@ -315,7 +301,7 @@ impl Reader {
             self.field = Field::Mechanism;
         } else if self.in_session && (namespace, local) == (ns::SESSION, "optional") {
             self.features.0 |= Features::SESSION_OPTIONAL;
-        } else if self.in_error && namespace == ns::STANZAS && local != "text" {
+        } else if self.in_error && namespace == ns::STANZA_ERRORS && local != "text" {
             self.set_condition(local);
         } else if self.top == Top::Iq && !self.in_error {
             let address_ns = match self.payload {

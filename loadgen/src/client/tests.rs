@@ -519,7 +519,7 @@ fn legacy_session_is_established_when_required() {
 
 #[test]
 fn proxy_header_comes_first_and_sic_must_report_its_source() {
-    use crate::proxy::{ProxyPlan, Sources, Version};
+    use crate::proxy_plan::{ProxyPlan, Sources, Version};
     for tls in [TlsMode::None, TlsMode::Direct] {
         let mut h = Harness::new(tls, Mechanism::Plain, 1);
         h.profile.proxy = Some(ProxyPlan {

@@ -26,6 +26,11 @@ pub const DEFAULT_ITERATIONS: u32 = 4096;
 /// Largest SASL message (decoded) accepted from a peer; real ones are a few hundred bytes.
 pub const MAX_MESSAGE_LEN: usize = 4096;
 
+/// The RFC 9266 exporter label for `tls-exporter` channel binding data (32 bytes, no
+/// context), which both TLS ends export for [`crate::TlsInfo::exporter`] and
+/// [`ChannelBinding::TlsExporter`]: one spelling, so server and client bind to the same.
+pub const TLS_EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+
 /// Salt length for new credentials (RFC 5802 leaves it open; 16 bytes is customary).
 const SALT_LEN: usize = 16;
 

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
-use session::proxy::{
+use proxy_protocol::{
     BlockTooLong, Cidr, Command, DEFAULT_MAX_LEN, HeaderParser, Progress, ProxyAddresses,
     ProxyError, ProxyHeader, TrustedSources, Version, write_v1, write_v2,
 };

@@ -2,11 +2,15 @@
 //! or a cloud TCP load balancer the socket's peer is the balancer, and the address SIC must
 //! report arrives in a header the balancer sends before the client's first byte.
 //!
-//! Sans-IO like the rest of the crate. For a listener configured for PROXY, the edge checks
-//! the socket's peer against [`TrustedSources`] (a header from anyone else would let any
-//! client choose the address SIC reports), then feeds every read to a [`HeaderParser`]
-//! until it reports [`Progress::Done`], and gives the rest of that read to the
-//! [`crate::Connection`], built with [`ProxyHeader::client_address`] as the client.
+//! Sans-IO: bytes go in, headers come out; no sockets. For a listener configured for PROXY,
+//! the edge checks the socket's peer against [`TrustedSources`] (a header from anyone else
+//! would let any client choose the address SIC reports), then feeds every read to a
+//! [`HeaderParser`] until it reports [`Progress::Done`], and gives the rest of that read to
+//! the session's `Connection`, built with [`ProxyHeader::client_address`] as the client.
+//! The load generator writes headers with [`write_v1`] and [`write_v2`].
+//!
+//! A crate of its own because it needs nothing from the c2s core and both the edge and
+//! the load generator use it.
 //!
 //! # Why not the `ppp` crate
 //! `ppp` 2.3 parses only a complete buffer: a header split across reads comes back as
@@ -38,6 +42,8 @@
 //! - v2 length: a configurable cap on the whole header, [`DEFAULT_MAX_LEN`] (4096 bytes) by
 //!   default: HAProxy's headers stay under 300 bytes and AWS NLB's TLVs add a few dozen,
 //!   while the field itself allows 64 KiB per connection before the client says anything.
+
+#![forbid(unsafe_code)]
 
 mod error;
 mod parser;

@@ -1,11 +1,11 @@
-//! PROXY protocol mode: loadgen plays the load balancer. Every connection starts with a
-//! PROXY header (v1 or v2) naming a synthetic client address and port, so one machine can
-//! load a server's PROXY listener without a balancer in front, and every SIC answer can be
-//! checked against an address the socket itself could never report.
+//! The PROXY header plan (`--proxy`): loadgen plays the load balancer. Every connection
+//! starts with a PROXY header (v1 or v2) naming a synthetic client address and port, so one
+//! machine can load a server's PROXY listener without a balancer in front, and every SIC
+//! answer can be checked against an address the socket itself could never report.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use session::proxy::{Cidr, Command, ProxyAddresses, write_v1, write_v2};
+use proxy_protocol::{Cidr, Command, ProxyAddresses, write_v1, write_v2};
 
 /// Most addresses taken from one block: session numbers are 64-bit, so more can never be
 /// used.
@@ -189,7 +189,7 @@ impl ProxyPlan {
 mod tests {
     use std::collections::HashSet;
 
-    use session::proxy::{HeaderParser, Progress};
+    use proxy_protocol::{HeaderParser, Progress};
 
     use super::*;
 

@@ -52,6 +52,9 @@ pub enum Progress {
 #[derive(Debug)]
 pub struct HeaderParser {
     max_len: usize,
+    /// Settled by the first byte, and kept after an error so a rejected header is still
+    /// labelled with the version it claimed.
+    version: Option<Version>,
     state: State,
 }
 
@@ -98,8 +101,15 @@ impl HeaderParser {
     pub fn new(max_len: usize) -> Self {
         Self {
             max_len,
+            version: None,
             state: State::Start,
         }
+    }
+
+    /// The version the input announced so far: `None` before the first byte and after a
+    /// first byte that starts neither signature, since that byte alone tells them apart.
+    pub fn version(&self) -> Option<Version> {
+        self.version
     }
 
     /// Takes the next bytes read from the socket. After `Done` or an error the parser is
@@ -136,14 +146,20 @@ impl HeaderParser {
         match &mut self.state {
             State::Start => {
                 self.state = match rest.first() {
-                    Some(b'P') => State::V1 {
-                        line: [0; V1_MAX_LINE],
-                        len: 0,
-                    },
-                    Some(b'\r') => State::V2Fixed {
-                        fixed: [0; V2_FIXED_LEN],
-                        len: 0,
-                    },
+                    Some(b'P') => {
+                        self.version = Some(Version::V1);
+                        State::V1 {
+                            line: [0; V1_MAX_LINE],
+                            len: 0,
+                        }
+                    }
+                    Some(b'\r') => {
+                        self.version = Some(Version::V2);
+                        State::V2Fixed {
+                            fixed: [0; V2_FIXED_LEN],
+                            len: 0,
+                        }
+                    }
                     Some(&byte) => return Err(ProxyError::BadSignature { offset: 0, byte }),
                     None => State::Start,
                 };
@@ -517,5 +533,30 @@ fn header(version: Version, command: Command, addresses: Option<ProxyAddresses>)
         crc_verified: false,
         authority: None,
         aws_vpce_id: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_known_from_the_first_byte_and_kept_after_the_outcome() {
+        let mut parser = HeaderParser::default();
+        assert_eq!(parser.version(), None);
+        assert_eq!(parser.feed(b"P"), Ok(Progress::NeedMore));
+        assert_eq!(parser.version(), Some(Version::V1));
+        assert!(parser.feed(b"ROXY TCP9 ").is_err());
+        assert_eq!(parser.version(), Some(Version::V1));
+
+        let mut parser = HeaderParser::default();
+        assert_eq!(parser.feed(b"\r\n"), Ok(Progress::NeedMore));
+        assert_eq!(parser.version(), Some(Version::V2));
+        assert!(parser.feed(b"\r\n\0\r\nQUIT\n\x21\x00\x00\x00").is_ok());
+        assert_eq!(parser.version(), Some(Version::V2));
+
+        let mut parser = HeaderParser::default();
+        assert!(parser.feed(b"GET / HTTP/1.1\r\n").is_err());
+        assert_eq!(parser.version(), None);
     }
 }
