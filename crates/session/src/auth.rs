@@ -6,7 +6,9 @@ use std::borrow::Cow;
 
 use crate::counts::{Counts, SaslOutcome};
 use crate::features::Transport;
-use crate::sasl::{self, Failure, Mechanism, ServerContext, ServerExchange, Step};
+use crate::sasl::{
+    self, Failure, Mechanism, PasswordCheck, PasswordVerdict, ServerContext, ServerExchange, Step,
+};
 use crate::writer::Output;
 use crate::{Accounts, Config, ns};
 
@@ -19,6 +21,8 @@ pub(crate) struct Sasl {
     failures: u32,
     /// The mechanism the client's last `<auth>` named, until its outcome is counted.
     mechanism: Option<Mechanism>,
+    /// A password check is out with the I/O layer; input waits for its verdict.
+    checking: bool,
 }
 
 /// What the exchange needs to know about the connection.
@@ -47,6 +51,9 @@ pub(crate) enum Outcome {
     Success { username: String },
     /// The failure just written was the last one allowed: the stream must end.
     TooManyFailures,
+    /// The password must be checked off the event loop; its verdict comes back through
+    /// [`Sasl::password_checked`].
+    CheckPassword(PasswordCheck),
 }
 
 impl Sasl {
@@ -99,6 +106,22 @@ impl Sasl {
         self.step(step, ctx, answer)
     }
 
+    /// The verdict of the password check [`Outcome::CheckPassword`] handed out.
+    pub(crate) fn password_checked(
+        &mut self,
+        verdict: PasswordVerdict,
+        ctx: &Ctx<'_>,
+        answer: Answer<'_>,
+    ) -> Outcome {
+        self.checking = false;
+        self.step(verdict.into_step(), ctx, answer)
+    }
+
+    /// A password check is out: input waits.
+    pub(crate) fn checking(&self) -> bool {
+        self.checking
+    }
+
     /// `<abort/>`: the exchange ends and counts as a failed attempt.
     pub(crate) fn abort(&mut self, ctx: &Ctx<'_>, answer: Answer<'_>) -> Outcome {
         self.failure(Failure::Aborted, ctx, answer)
@@ -146,6 +169,10 @@ impl Sasl {
                 Outcome::Success { username }
             }
             Step::Failure(failure) => self.failure(failure, ctx, Answer { out, ..answer }),
+            Step::CheckPassword(check) => {
+                self.checking = true;
+                Outcome::CheckPassword(check)
+            }
         }
     }
 

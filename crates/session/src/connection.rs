@@ -68,7 +68,7 @@ impl Connection {
             return;
         }
         self.machine.timers.activity(&self.machine.config, now);
-        if self.machine.budget.paused() {
+        if self.machine.holding() {
             self.hold(data);
             return;
         }
@@ -104,14 +104,32 @@ impl Connection {
         }
         if let Some(lasted) = self.machine.budget.resume(now) {
             self.machine.counts.throttle_ended(lasted);
-            if self.reading() && !self.input.is_empty() {
-                let mut buf = std::mem::take(&mut self.input);
-                let consumed = self.process(&buf, now);
-                buf.drain(..consumed.min(buf.len()));
-                self.input = buf;
-            }
-            self.tidy_input();
+            self.take_held_input(now);
         }
+    }
+
+    /// The verdict of the check an [`Event::CheckPassword`] asked for: the SASL exchange
+    /// ends, and the input held meanwhile is taken in.
+    pub fn password_checked(&mut self, verdict: crate::sasl::PasswordVerdict, now: Instant) {
+        match self.machine.password_checked(verdict) {
+            Flow::Restart { .. } => self.tokenizer.reset(),
+            Flow::Continue | Flow::Stop => {}
+        }
+        if !self.machine.overflowed() {
+            self.take_held_input(now);
+        }
+        self.tidy_input();
+    }
+
+    /// Processes the input held while the budgets or a password check paused it.
+    fn take_held_input(&mut self, now: Instant) {
+        if self.reading() && !self.machine.holding() && !self.input.is_empty() {
+            let mut buf = std::mem::take(&mut self.input);
+            let consumed = self.process(&buf, now);
+            buf.drain(..consumed.min(buf.len()));
+            self.input = buf;
+        }
+        self.tidy_input();
     }
 
     /// While `Some`, the rate budgets are spent: the I/O layer must not read from the
@@ -227,8 +245,8 @@ impl Connection {
                 }
                 Flow::Stop => return buf.len(),
             }
-            // A spent budget holds the rest of the input until it has refilled.
-            if self.machine.budget.paused() {
+            // A spent budget or a password check holds the rest of the input.
+            if self.machine.holding() {
                 break;
             }
         }

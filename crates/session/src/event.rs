@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::error::StreamCondition;
+use crate::sasl::PasswordCheck;
 use crate::stream::HeaderError;
 
 /// Requests to the I/O layer and notable happenings.
@@ -13,6 +14,9 @@ pub enum Event {
     /// Write all pending output (ending with `<proceed/>`), then run the TLS handshake as
     /// server and report it with [`crate::Connection::tls_established`].
     StartTls,
+    /// Check this PLAIN password (PBKDF2) off the event loop and hand the verdict to
+    /// [`crate::Connection::password_checked`]; input waits until then.
+    CheckPassword(PasswordCheck),
     /// SASL succeeded for this bare JID.
     Authenticated { bare_jid: String },
     /// A resource was bound. The edge must replace any other connection bound to the same

@@ -24,7 +24,7 @@ use crate::link::{Addresses, TlsInfo};
 use crate::stream::{self, Phase, Stream};
 use crate::timers::Timers;
 use crate::writer::Output;
-use crate::{Accounts, Config};
+use crate::{Accounts, Config, sasl};
 
 /// What the token loop in [`crate::Connection`] does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,8 +194,41 @@ impl Machine {
             Kind::Response => self.sasl.response(&self.element.text, &ctx, answer),
             _ => self.sasl.abort(&ctx, answer),
         };
+        self.sasl_outcome(outcome, end)
+    }
+
+    /// The verdict of the password check an [`Event::CheckPassword`] asked for; the held
+    /// input restarts at offset 0 on success.
+    pub(crate) fn password_checked(&mut self, verdict: sasl::PasswordVerdict) -> Flow {
+        if !self.sasl.checking() || self.stream.phase == Phase::Closed {
+            return Flow::Continue;
+        }
+        let ctx = auth::Ctx {
+            config: &self.config,
+            accounts: &*self.accounts,
+            domain: self.stream.domain(&self.config),
+            transport: &self.stream.transport,
+        };
+        let answer = auth::Answer {
+            out: &mut self.out,
+            counts: &mut self.counts,
+        };
+        let outcome = self.sasl.password_checked(verdict, &ctx, answer);
+        self.sasl_outcome(outcome, 0)
+    }
+
+    /// Input waits: for the rate budgets, or for a password check.
+    pub(crate) fn holding(&self) -> bool {
+        self.budget.paused() || self.sasl.checking()
+    }
+
+    fn sasl_outcome(&mut self, outcome: auth::Outcome, end: usize) -> Flow {
         match outcome {
             auth::Outcome::Continue => Flow::Continue,
+            auth::Outcome::CheckPassword(check) => {
+                self.events.push_back(Event::CheckPassword(check));
+                Flow::Continue
+            }
             auth::Outcome::Success { username } => {
                 // RFC 6120 6.4.6: the stream restarts, on the same domain.
                 let domain = self.stream.domain(&self.config).unwrap_or_default();

@@ -18,7 +18,7 @@ mod tests;
 pub use client::{
     ChannelBinding, ClientError, SaltedPasswordCache, ScramClient, plain_client_response,
 };
-pub use server::{ServerContext, ServerExchange};
+pub use server::{PasswordCheck, PasswordVerdict, ServerContext, ServerExchange};
 
 /// PBKDF2 iteration count for new credentials: the RFC 7677 minimum, which keeps logins cheap.
 pub const DEFAULT_ITERATIONS: u32 = 4096;
@@ -216,6 +216,10 @@ pub enum Step {
     },
     /// `<failure>` with this condition; the exchange is over.
     Failure(Failure),
+    /// A PLAIN password must be checked: [`PasswordCheck::run`] (PBKDF2, milliseconds of
+    /// CPU) gives the step that follows. Kept out of the exchange so the I/O layer can run
+    /// it off its event loop, on a bounded pool.
+    CheckPassword(PasswordCheck),
 }
 
 /// Decodes the base64 text of `<auth>`/`<response>`: `=` is an empty payload (RFC 6120

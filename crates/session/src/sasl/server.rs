@@ -294,13 +294,64 @@ fn plain(message: &[u8], ctx: &ServerContext<'_>) -> Result<Step, Failure> {
             false,
         ),
     };
-    if credentials.verify_password(password, hash) && known {
-        Ok(Step::Success {
-            username: username.to_owned(),
-            additional_data: Vec::new(),
-        })
-    } else {
-        Err(Failure::NotAuthorized)
+    Ok(Step::CheckPassword(PasswordCheck {
+        username: username.to_owned(),
+        password: password.to_owned(),
+        credentials,
+        hash,
+        known,
+    }))
+}
+
+/// A PLAIN password to check against stored (or, for an unknown user, fake)
+/// credentials. `Send + 'static`, so it can be run on another thread.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordCheck {
+    username: String,
+    password: String,
+    credentials: ScramCredentials,
+    hash: ScramHash,
+    /// False for an unknown user: the check runs all the same, then fails.
+    known: bool,
+}
+
+impl std::fmt::Debug for PasswordCheck {
+    /// Shows neither the password nor the keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordCheck")
+            .field("username", &self.username)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordCheck {
+    /// Derives the salted password (the costly part) and compares it.
+    pub fn run(self) -> PasswordVerdict {
+        let matches = self.credentials.verify_password(&self.password, self.hash);
+        PasswordVerdict {
+            username: (matches && self.known).then_some(self.username),
+        }
+    }
+}
+
+/// The result of a [`PasswordCheck`], to hand back to the exchange's owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordVerdict {
+    /// The authenticated user, when the password matched a known account.
+    username: Option<String>,
+}
+
+impl PasswordVerdict {
+    /// The step that ends the exchange.
+    pub fn into_step(self) -> Step {
+        match self.username {
+            Some(username) => Step::Success {
+                username,
+                additional_data: Vec::new(),
+            },
+            None => Step::Failure(Failure::NotAuthorized),
+        }
     }
 }
 

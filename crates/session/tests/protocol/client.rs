@@ -209,6 +209,9 @@ pub struct Client {
     next_id: u32,
     /// The cause the connection reported with its last stream error.
     pub closed_by: Option<Cause>,
+    /// Password checks are run as soon as the connection asks (else they are queued as
+    /// events for the test to run).
+    pub check_passwords: bool,
 }
 
 pub fn v4_client() -> SocketAddr {
@@ -259,6 +262,7 @@ impl Client {
             cache: SaltedPasswordCache::default(),
             next_id: 0,
             closed_by: None,
+            check_passwords: true,
         }
     }
 
@@ -278,13 +282,26 @@ impl Client {
 
     /// Reads what the server wrote and the events it raised.
     pub fn pump(&mut self) {
-        let out = self.conn.pending_output().to_vec();
-        self.conn.output_written(out.len());
-        self.raw
-            .push_str(std::str::from_utf8(&out).expect("UTF-8 output"));
-        self.parser.feed(&out, &mut self.items);
-        while let Some(event) = self.conn.poll_event() {
-            self.events.push_back(event);
+        loop {
+            let out = self.conn.pending_output().to_vec();
+            self.conn.output_written(out.len());
+            self.raw
+                .push_str(std::str::from_utf8(&out).expect("UTF-8 output"));
+            self.parser.feed(&out, &mut self.items);
+            let mut checked = false;
+            while let Some(event) = self.conn.poll_event() {
+                match event {
+                    // What the I/O layer does, here at once and on this thread.
+                    Event::CheckPassword(check) if self.check_passwords => {
+                        self.conn.password_checked(check.run(), self.now);
+                        checked = true;
+                    }
+                    event => self.events.push_back(event),
+                }
+            }
+            if !checked {
+                break;
+            }
         }
     }
 

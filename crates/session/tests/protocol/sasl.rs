@@ -223,3 +223,50 @@ fn auth_after_success_is_refused() {
         Some(Cause::Violation(Violation::AlreadyAuthenticated))
     );
 }
+
+/// PLAIN's PBKDF2 runs outside the core: the connection asks for it with an event and
+/// holds everything the client sends meanwhile, then takes it in after the verdict.
+#[test]
+fn plain_password_check_is_handed_out_and_input_waits_for_it() {
+    let mut client = at_sasl(TLS13);
+    client.check_passwords = false;
+    let auth = format!(
+        "<auth xmlns='{SASL_NS}' mechanism='PLAIN'>{}</auth>",
+        sasl::encode_payload(&sasl::plain_client_response(None, "alice", PASSWORD))
+    );
+    // The client pipelines the restarted stream's header behind its credentials.
+    client.send(&(auth + &Client::header(crate::client::DOMAIN)));
+    assert!(client.no_items(), "nothing is answered before the verdict");
+    let check = match client.event() {
+        Some(Event::CheckPassword(check)) => check,
+        other => panic!("expected a password check, got {other:?}"),
+    };
+    assert!(
+        !format!("{check:?}").contains(PASSWORD),
+        "Debug hides the password"
+    );
+    client.conn.password_checked(check.run(), client.now);
+    client.pump();
+    assert_eq!(client.sasl_reply().expect("success").name, "success");
+    assert!(matches!(client.event(), Some(Event::Authenticated { .. })));
+    match client.item() {
+        crate::client::Item::Header(header) => assert_eq!(header.name, "stream"),
+        other => panic!("the held header opens the new stream, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_wrong_plain_password_fails_after_its_check() {
+    let mut client = at_sasl(TLS13);
+    client.check_passwords = false;
+    client.send(&format!(
+        "<auth xmlns='{SASL_NS}' mechanism='PLAIN'>{}</auth>",
+        sasl::encode_payload(&sasl::plain_client_response(None, "alice", "wrong"))
+    ));
+    let Some(Event::CheckPassword(check)) = client.event() else {
+        panic!("expected a password check");
+    };
+    client.conn.password_checked(check.run(), client.now);
+    client.pump();
+    assert_eq!(client.sasl_reply(), Err("not-authorized".to_owned()));
+}
