@@ -18,7 +18,7 @@ mod tests;
 use std::net::SocketAddr;
 
 use session::sasl::{self, ChannelBinding, Mechanism, SaltedPasswordCache, ScramClient};
-use stanza::{Limits, Token, Tokenizer};
+use stanza::{Token, Tokenizer, TokenizerLimits};
 
 use crate::accounts::Accounts;
 use crate::histo::{ErrorKind, Metric, Recorder};
@@ -195,7 +195,7 @@ impl Client {
         Self {
             state: State::Connecting,
             session,
-            tokenizer: Tokenizer::new(Limits::default()),
+            tokenizer: Tokenizer::new(TokenizerLimits::default()),
             reader: Reader::new(),
             scram: None,
             exporter: None,

@@ -3,7 +3,7 @@
 //! to the resumable scans.
 
 use super::element::{AttrWork, Complete};
-use super::limits::{Lim, Limits};
+use super::limits::{Lim, TokenizerLimits};
 use super::span::span;
 use super::state::{EndScan, Scanner};
 use super::token::{AttrSpan, EndTag, Step, Token};
@@ -93,7 +93,11 @@ impl Scanner {
 /// this only has to agree with it on tags that are valid. [`Miss::Cut`] means that all
 /// of `b` had the common shape and the tag goes on past it.
 #[inline(always)]
-fn fast_start_tag(b: &[u8], attrs: &mut Vec<AttrSpan>, limits: &Limits) -> Result<Complete, Miss> {
+fn fast_start_tag(
+    b: &[u8],
+    attrs: &mut Vec<AttrSpan>,
+    limits: &TokenizerLimits,
+) -> Result<Complete, Miss> {
     let (name_end, name_colon) = chars::fast_qname(b, 1)?;
     if name_end - 1 > limits.max_name_bytes {
         return Err(Miss::Odd);

@@ -6,7 +6,7 @@ use crate::Error;
 
 /// Limits a stranger's input cannot exceed; each violation is `policy-violation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct TokenizerLimits {
     /// Largest top-level stanza in bytes, from its `<` to the end of its end tag. Also
     /// bounds the stream header and any single token outside a stanza.
     pub max_stanza_bytes: usize,
@@ -19,7 +19,7 @@ pub struct Limits {
     pub max_name_bytes: usize,
 }
 
-impl Default for Limits {
+impl Default for TokenizerLimits {
     fn default() -> Self {
         Self {
             max_stanza_bytes: 64 * 1024,

@@ -29,7 +29,7 @@ mod state;
 mod text;
 mod token;
 
-pub use limits::Limits;
+pub use limits::TokenizerLimits;
 pub use token::{Attribute, Attributes, EndTag, QName, StartTag, Text, Token};
 
 use crate::Error;
@@ -45,7 +45,7 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(limits: TokenizerLimits) -> Self {
         Self {
             dead: None,
             scanner: Scanner::new(limits),
@@ -53,7 +53,7 @@ impl Tokenizer {
     }
 
     /// The limits this tokenizer enforces.
-    pub fn limits(&self) -> &Limits {
+    pub fn limits(&self) -> &TokenizerLimits {
         &self.scanner.limits
     }
 

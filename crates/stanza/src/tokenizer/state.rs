@@ -2,7 +2,7 @@
 //! far its scan got, and the current stanza's elements and namespaces. The scans that
 //! move it live in the sibling modules, each an `impl Scanner` of its own.
 
-use super::limits::Limits;
+use super::limits::TokenizerLimits;
 use super::scope::{Frame, NsDecl, NsRef};
 use super::token::AttrSpan;
 use crate::chars::RefState;
@@ -82,7 +82,7 @@ pub(super) enum Pending {
 /// names) while `next` still records an error, so the two are separate fields.
 #[derive(Debug)]
 pub(super) struct Scanner {
-    pub(super) limits: Limits,
+    pub(super) limits: TokenizerLimits,
     pub(super) phase: Phase,
     /// Nothing of this stream has been consumed yet, so an XML declaration may come.
     pub(super) decl_allowed: bool,
@@ -114,7 +114,7 @@ pub(super) struct Scanner {
 }
 
 impl Scanner {
-    pub(super) fn new(limits: Limits) -> Self {
+    pub(super) fn new(limits: TokenizerLimits) -> Self {
         Self {
             limits,
             phase: Phase::Prolog,
