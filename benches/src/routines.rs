@@ -12,7 +12,7 @@ use quick_xml::events::{BytesRef, BytesStart};
 use quick_xml::reader::{NsReader, Reader};
 use rxml::error::EndOrError;
 use rxml::{Event as REvent, Parse};
-use stanza::{Limits, Token, Tokenizer};
+use stanza::{Token, Tokenizer, TokenizerLimits};
 
 use crate::CHUNK;
 
@@ -53,16 +53,16 @@ fn stanza_tokens(tokenizer: &mut Tokenizer, buf: &[u8], tally: &mut Tally) -> bo
 }
 
 pub fn stanza_whole(data: &[u8]) -> Tally {
-    let mut tokenizer = Tokenizer::new(Limits::default());
+    let mut tokenizer = Tokenizer::new(TokenizerLimits::default());
     let mut tally = Tally::default();
     stanza_tokens(&mut tokenizer, data, &mut tally);
     tally
 }
 
 pub fn stanza_chunked(data: &[u8]) -> Tally {
-    let mut tokenizer = Tokenizer::new(Limits::default());
+    let mut tokenizer = Tokenizer::new(TokenizerLimits::default());
     let mut tally = Tally::default();
-    let mut buf = Vec::with_capacity(Limits::default().max_stanza_bytes);
+    let mut buf = Vec::with_capacity(TokenizerLimits::default().max_stanza_bytes);
     for read in data.chunks(CHUNK) {
         buf.extend_from_slice(read);
         if stanza_tokens(&mut tokenizer, &buf, &mut tally) {
@@ -78,7 +78,7 @@ pub fn stanza_chunked(data: &[u8]) -> Tally {
 /// `data`, ascending, the last one `data.len()`), and the tokenizer reads each where it
 /// lies in `data`. For the `interleaved` runner's breakdown of what chunked input costs.
 pub fn stanza_in_place(data: &[u8], read_ends: &[usize]) -> Tally {
-    let mut tokenizer = Tokenizer::new(Limits::default());
+    let mut tokenizer = Tokenizer::new(TokenizerLimits::default());
     let mut tally = Tally::default();
     let mut base = 0;
     for &end in read_ends {
@@ -101,7 +101,7 @@ pub fn chunk_ends(len: usize) -> Vec<usize> {
 
 /// Where each stanza of `data` ends (one past its last byte), in order.
 pub fn stanza_ends(data: &[u8]) -> Vec<usize> {
-    let mut tokenizer = Tokenizer::new(Limits::default());
+    let mut tokenizer = Tokenizer::new(TokenizerLimits::default());
     let mut ends = Vec::new();
     loop {
         match tokenizer.next(data) {

@@ -12,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 use libfuzzer_sys::fuzz_target;
-use stanza::{Error, Limits, Token, Tokenizer};
+use stanza::{Error, Token, Tokenizer, TokenizerLimits};
 
 /// A token with its borrowed parts copied out, comparable across runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +106,7 @@ fn check_nesting(open: &mut Vec<(Option<String>, String)>, token: &Owned) {
 }
 
 /// Everything the tokenizer produced for `input` read in `reads`, and how it ended.
-fn run(limits: Limits, input: &[u8], reads: &[usize]) -> (Vec<Owned>, Option<Error>) {
+fn run(limits: TokenizerLimits, input: &[u8], reads: &[usize]) -> (Vec<Owned>, Option<Error>) {
     let mut tokenizer = Tokenizer::new(limits);
     let mut tokens = Vec::new();
     let mut buf = Vec::new();
@@ -186,14 +186,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let limits = if mode & 0x80 != 0 {
-        Limits {
+        TokenizerLimits {
             max_stanza_bytes: 256,
             max_depth: 4,
             max_attributes: 4,
             max_name_bytes: 16,
         }
     } else {
-        Limits::default()
+        TokenizerLimits::default()
     };
     let max = [1, 2, 7, 64, 1500][usize::from(mode & 0x7f) % 5];
     let seed = u32::from(u16::from_le_bytes([*a, *b])) | 0x1_0000;

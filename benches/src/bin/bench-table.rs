@@ -1,5 +1,5 @@
 //! Prints the last `cargo bench -p benches --bench tokenizers` run as a markdown table,
-//! ready to paste into the README.
+//! ready to paste into benches/README.md.
 //!
 //! Usage: `cargo run -p benches --release --bin bench-table [CRITERION_DIR]`. The
 //! directory defaults to `$CARGO_TARGET_DIR/criterion`, else the workspace's

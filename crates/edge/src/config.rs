@@ -457,7 +457,7 @@ impl Config {
             domains: self.domains.clone(),
             require_tls: true,
             tls_available: true,
-            stanza_limits: stanza::Limits {
+            stanza_limits: stanza::TokenizerLimits {
                 max_stanza_bytes: l.max_stanza_bytes,
                 ..defaults.stanza_limits
             },

@@ -25,7 +25,7 @@ pub struct Config {
     /// Whether STARTTLS can be offered at all (a certificate is configured).
     pub tls_available: bool,
     /// Tokenizer limits (stanza size, depth, attributes, names).
-    pub stanza_limits: stanza::Limits,
+    pub stanza_limits: stanza::TokenizerLimits,
     /// Failed SASL attempts allowed before the stream is closed with `policy-violation`.
     pub max_auth_failures: u32,
     /// From connect to bound resource (covers TLS, SASL and bind).
@@ -55,7 +55,7 @@ impl Default for Config {
             domains: vec!["localhost".to_owned()],
             require_tls: true,
             tls_available: true,
-            stanza_limits: stanza::Limits::default(),
+            stanza_limits: stanza::TokenizerLimits::default(),
             max_auth_failures: 3,
             negotiation_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),

@@ -51,7 +51,7 @@ mod utf8;
 pub use error::{Error, StreamErrorCondition};
 pub use escape::{escape_attr, escape_text, unescape, unescape_attr};
 pub use tokenizer::{
-    Attribute, Attributes, EndTag, Limits, QName, StartTag, Text, Token, Tokenizer,
+    Attribute, Attributes, EndTag, QName, StartTag, Text, Token, Tokenizer, TokenizerLimits,
 };
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::{Error, Limits, Token, Tokenizer};
+use crate::{Error, Token, Tokenizer, TokenizerLimits};
 
 const STREAMS: &str = "http://etherx.jabber.org/streams";
 const HEADER: &str = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
@@ -45,7 +45,7 @@ fn show(t: &Token<'_>) -> String {
 
 /// All tokens of `input` fed at once, ending with the error if there is one.
 fn tokens(input: &str) -> Vec<String> {
-    let mut t = Tokenizer::new(Limits::default());
+    let mut t = Tokenizer::new(TokenizerLimits::default());
     let mut out = Vec::new();
     loop {
         match t.next(input.as_bytes()) {
@@ -67,7 +67,7 @@ fn after_header(body: &str) -> Vec<String> {
 #[test]
 fn stream_header() {
     let input = format!("<?xml version='1.0'?>\n{HEADER}");
-    let mut t = Tokenizer::new(Limits::default());
+    let mut t = Tokenizer::new(TokenizerLimits::default());
     assert!(matches!(t.next(input.as_bytes()), Ok(Token::Whitespace)));
     let Ok(Token::StreamOpen(s)) = t.next(input.as_bytes()) else {
         panic!("no header")
@@ -202,7 +202,7 @@ fn namespaces_resolve() {
 #[test]
 fn attribute_values() {
     let input = format!("{HEADER}<a plain='x' esc='a&lt;&#x42;' ws='1\t2\r\n3' q=\"'\"/>");
-    let mut t = Tokenizer::new(Limits::default());
+    let mut t = Tokenizer::new(TokenizerLimits::default());
     t.next(input.as_bytes()).unwrap();
     let Ok(Token::Start(s)) = t.next(input.as_bytes()) else {
         panic!("no start")
@@ -218,7 +218,7 @@ fn attribute_values() {
 #[test]
 fn text_may_arrive_in_pieces() {
     let input = format!("{HEADER}<a>x&amp;y😀</a>");
-    let mut t = Tokenizer::new(Limits::default());
+    let mut t = Tokenizer::new(TokenizerLimits::default());
     let mut buf = Vec::new();
     let mut text = String::new();
     for &b in input.as_bytes() {
@@ -242,7 +242,7 @@ fn text_may_arrive_in_pieces() {
 
 #[test]
 fn compact_keeps_the_open_stanza() {
-    let mut t = Tokenizer::new(Limits::default());
+    let mut t = Tokenizer::new(TokenizerLimits::default());
     let mut buf = format!("{HEADER}  <message><body>hi</bo").into_bytes();
     assert!(matches!(t.next(&buf), Ok(Token::StreamOpen(_))));
     assert!(matches!(t.next(&buf), Ok(Token::Whitespace)));
@@ -274,7 +274,7 @@ fn compact_keeps_the_open_stanza() {
 
 #[test]
 fn restart() {
-    let mut t = Tokenizer::new(Limits::default());
+    let mut t = Tokenizer::new(TokenizerLimits::default());
     let first =
         format!("<?xml version='1.0'?>{HEADER}<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
     let mut last = None;
@@ -298,7 +298,7 @@ fn restart() {
 #[test]
 fn a_failed_stream_stays_failed() {
     let input = format!("{HEADER}<!-- -->");
-    let mut t = Tokenizer::new(Limits::default());
+    let mut t = Tokenizer::new(TokenizerLimits::default());
     assert!(t.next(input.as_bytes()).is_ok());
     assert_eq!(t.next(input.as_bytes()).err(), Some(Error::Comment));
     assert_eq!(t.next(HEADER.as_bytes()).err(), Some(Error::Comment));
@@ -327,7 +327,7 @@ fn valid_text_before_an_error_is_handed_out_first() {
 /// reported once a `>` comes after it, or once the stanza outgrows its limit.
 #[test]
 fn input_after_the_last_gt_waits() {
-    let mut t = Tokenizer::new(Limits::default());
+    let mut t = Tokenizer::new(TokenizerLimits::default());
     let mut buf = format!("{HEADER}<a>ok &bad;").into_bytes();
     assert!(matches!(t.next(&buf), Ok(Token::StreamOpen(_))));
     assert!(matches!(t.next(&buf), Ok(Token::Start(_))));
@@ -338,9 +338,9 @@ fn input_after_the_last_gt_waits() {
     assert!(matches!(t.next(&buf), Ok(Token::Text(text)) if text.raw == "ok "));
     assert_eq!(t.next(&buf).err(), Some(Error::UnknownEntity));
 
-    let limits = Limits {
+    let limits = TokenizerLimits {
         max_stanza_bytes: 256,
-        ..Limits::default()
+        ..TokenizerLimits::default()
     };
     let mut t = Tokenizer::new(limits);
     let mut buf = format!("{HEADER}<a>").into_bytes();
@@ -353,7 +353,7 @@ fn input_after_the_last_gt_waits() {
     assert_eq!(t.next(&buf).err(), Some(Error::StanzaTooLarge));
 
     // Whitespace between stanzas needs no `>` after it.
-    let mut t = Tokenizer::new(Limits::default());
+    let mut t = Tokenizer::new(TokenizerLimits::default());
     let buf = format!("{HEADER}<a/> \n");
     let tokens: Vec<_> = std::iter::from_fn(|| match t.next(buf.as_bytes()) {
         Ok(Token::NeedMore) | Err(_) => None,
@@ -369,7 +369,7 @@ fn input_after_the_last_gt_waits() {
 
 #[test]
 fn limits() {
-    let d = Limits::default();
+    let d = TokenizerLimits::default();
     assert_eq!(
         (
             d.max_stanza_bytes,
@@ -379,10 +379,10 @@ fn limits() {
         ),
         (65536, 32, 32, 256)
     );
-    let t = Tokenizer::new(Limits { max_depth: 3, ..d });
+    let t = Tokenizer::new(TokenizerLimits { max_depth: 3, ..d });
     assert_eq!(t.limits().max_depth, 3);
     // Exactly at the stanza limit is allowed; one byte more is not.
-    let limits = Limits {
+    let limits = TokenizerLimits {
         max_stanza_bytes: HEADER.len(),
         ..d
     };
@@ -403,7 +403,7 @@ fn limits() {
 
 #[test]
 fn work_is_counted() {
-    let mut t = Tokenizer::new(Limits::default());
+    let mut t = Tokenizer::new(TokenizerLimits::default());
     assert_eq!(t.bytes_examined(), 0);
     t.next(HEADER.as_bytes()).unwrap();
     assert!(t.bytes_examined() >= HEADER.len() as u64);
@@ -418,7 +418,7 @@ fn namespaces_declared_above_serve_every_descendant() {
                 <item jid='a@b'><group>G</group><p:g/></item><item jid='c@d'><group/></item>\
                 <p:x><y/></p:x></query></iq><iq type='get' id='2'><q xmlns='urn:q'><r/></q></iq>";
     let starts = |input: &str, read: usize| {
-        let mut t = Tokenizer::new(Limits::default());
+        let mut t = Tokenizer::new(TokenizerLimits::default());
         let mut buf = Vec::new();
         let mut out = Vec::new();
         for chunk in input.as_bytes().chunks(read) {
@@ -499,7 +499,7 @@ fn text_with_many_references_unescapes_whole() {
     for count in [1, 31, 32, 33, 500] {
         let body = "&lt;é&#x1F600;".repeat(count);
         let input = format!("{HEADER}<message><body>{body}</body></message>");
-        let mut t = Tokenizer::new(Limits::default());
+        let mut t = Tokenizer::new(TokenizerLimits::default());
         let mut text = String::new();
         loop {
             match t.next(input.as_bytes()).unwrap() {
@@ -523,7 +523,7 @@ fn errors_after_a_start_tag_cut_by_a_read() {
     ];
     for (first, second, error) in cases {
         for pad in [0, 40] {
-            let mut t = Tokenizer::new(Limits::default());
+            let mut t = Tokenizer::new(TokenizerLimits::default());
             let mut buf = format!("{HEADER}{first}").into_bytes();
             assert!(matches!(t.next(&buf), Ok(Token::StreamOpen(_))));
             assert!(matches!(t.next(&buf), Ok(Token::NeedMore)), "{first}");

@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
 use std::cell::Cell;
 
-use stanza::{Limits, Token, Tokenizer};
+use stanza::{Token, Tokenizer, TokenizerLimits};
 
 /// Counts allocations made by the current thread, so the test harness's own threads
 /// do not interfere.
@@ -125,7 +125,7 @@ fn steady_state_allocates_nothing() {
     let first = stream(5_000);
     let second = stream(5_000);
 
-    let mut t = Tokenizer::new(Limits::default());
+    let mut t = Tokenizer::new(TokenizerLimits::default());
     let mut buf = Vec::with_capacity(64 * 1024);
     assert_eq!(tokenize(&mut t, &mut buf, &warm_up, 1500), 100);
     // A restart (after STARTTLS or SASL): the caller drops the old stream's bytes.

@@ -33,7 +33,7 @@ use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 use rxml::error::EndOrError;
 use rxml::{Event as REvent, Parse};
-use stanza::{Limits, StreamErrorCondition, Token, Tokenizer};
+use stanza::{StreamErrorCondition, Token, Tokenizer, TokenizerLimits};
 
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 
@@ -91,7 +91,7 @@ enum Rejection {
 
 /// Feeds `input` to a fresh tokenizer in chunks ending at `cuts` (sorted, in range).
 fn run_stanza(input: &[u8], cuts: &[usize]) -> Result<Vec<Ev>, Rejection> {
-    let mut tokenizer = Tokenizer::new(Limits::default());
+    let mut tokenizer = Tokenizer::new(TokenizerLimits::default());
     let mut events = Events::default();
     // Per open element, innermost last: its name, to check end tags and depths, and its
     // prefix bindings, to resolve attribute names.

@@ -1,11 +1,11 @@
 //! Every rejection: the exact error variant and the RFC 6120 condition it maps to.
 
-use stanza::{Error, Limits, StreamErrorCondition as C, Token, Tokenizer};
+use stanza::{Error, StreamErrorCondition as C, Token, Tokenizer, TokenizerLimits};
 
 const HEADER: &str = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
 
 /// Feeds `input` whole and returns the error it ends with, if any.
-fn error_of(limits: Limits, input: &[u8]) -> Option<Error> {
+fn error_of(limits: TokenizerLimits, input: &[u8]) -> Option<Error> {
     let mut t = Tokenizer::new(limits);
     loop {
         match t.next(input) {
@@ -24,7 +24,7 @@ fn error_of(limits: Limits, input: &[u8]) -> Option<Error> {
 fn rejects_in_stream(body: &str, error: Error, condition: C) {
     let input = format!("{HEADER}{body}");
     assert_eq!(
-        error_of(Limits::default(), input.as_bytes()),
+        error_of(TokenizerLimits::default(), input.as_bytes()),
         Some(error),
         "input: {body}"
     );
@@ -35,7 +35,7 @@ fn rejects_in_stream(body: &str, error: Error, condition: C) {
 
 fn rejects_raw(input: &[u8], error: Error, condition: C) {
     assert_eq!(
-        error_of(Limits::default(), input),
+        error_of(TokenizerLimits::default(), input),
         Some(error),
         "input: {}",
         String::from_utf8_lossy(input)
@@ -60,14 +60,14 @@ fn valid_streams_are_not_rejected() {
     ] {
         let input = format!("{HEADER}{body}");
         assert_eq!(
-            error_of(Limits::default(), input.as_bytes()),
+            error_of(TokenizerLimits::default(), input.as_bytes()),
             None,
             "input: {body}"
         );
     }
     assert_eq!(
         error_of(
-            Limits::default(),
+            TokenizerLimits::default(),
             format!("<?xml version='1.0' encoding='utf-8'?>{HEADER}").as_bytes()
         ),
         None
@@ -234,7 +234,7 @@ fn bad_format() {
 #[test]
 fn policy_violation() {
     let pv = C::PolicyViolation;
-    let small = Limits {
+    let small = TokenizerLimits {
         max_stanza_bytes: 100,
         max_depth: 3,
         max_attributes: 4,
@@ -242,7 +242,7 @@ fn policy_violation() {
     };
     let check = |body: &str, error: Error| {
         let input = format!("{HEADER}{body}");
-        let limits = Limits {
+        let limits = TokenizerLimits {
             max_stanza_bytes: 100.max(HEADER.len()),
             ..small
         };
@@ -277,7 +277,7 @@ fn policy_violation() {
     );
     assert_eq!(
         error_of(
-            Limits {
+            TokenizerLimits {
                 max_stanza_bytes: HEADER.len(),
                 ..small
             },
@@ -286,9 +286,9 @@ fn policy_violation() {
         None
     );
     // The header itself is bounded too, and fails before it is complete.
-    let limits = Limits {
+    let limits = TokenizerLimits {
         max_stanza_bytes: 64,
-        ..Limits::default()
+        ..TokenizerLimits::default()
     };
     assert_eq!(
         error_of(limits, HEADER.as_bytes()),

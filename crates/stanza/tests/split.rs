@@ -5,7 +5,7 @@
 //! work, and arbitrary bytes never panic.
 
 use proptest::prelude::*;
-use stanza::{Error, Limits, Token, Tokenizer};
+use stanza::{Error, Token, Tokenizer, TokenizerLimits};
 
 /// An owned, normalized token: what a caller can observe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ fn push(out: &mut Vec<Tok>, buf: &[u8], token: Token<'_>) {
 }
 
 /// Feeds `input` in reads of the sizes in `chunks` (cycled).
-fn run(input: &[u8], chunks: &[usize], limits: Limits) -> (Vec<Tok>, Option<Error>) {
+fn run(input: &[u8], chunks: &[usize], limits: TokenizerLimits) -> (Vec<Tok>, Option<Error>) {
     let mut t = Tokenizer::new(limits);
     let mut buf = Vec::new();
     let mut out = Vec::new();
@@ -96,7 +96,7 @@ fn run(input: &[u8], chunks: &[usize], limits: Limits) -> (Vec<Tok>, Option<Erro
     (out, None)
 }
 
-fn check_split(input: &[u8], chunks: &[usize], limits: Limits) {
+fn check_split(input: &[u8], chunks: &[usize], limits: TokenizerLimits) {
     let whole = run(input, &[input.len().max(1)], limits);
     let bytewise = run(input, &[1], limits);
     assert_eq!(
@@ -301,10 +301,10 @@ fn mutated() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
-fn limits() -> impl Strategy<Value = Limits> {
+fn limits() -> impl Strategy<Value = TokenizerLimits> {
     prop_oneof![
-        3 => Just(Limits::default()),
-        1 => Just(Limits { max_stanza_bytes: 160, max_depth: 3, max_attributes: 5, max_name_bytes: 16 }),
+        3 => Just(TokenizerLimits::default()),
+        1 => Just(TokenizerLimits { max_stanza_bytes: 160, max_depth: 3, max_attributes: 5, max_name_bytes: 16 }),
     ]
 }
 
@@ -330,7 +330,7 @@ proptest! {
     #[test]
     fn valid_streams_split_anywhere(input in stream(), chunks in chunks(), limits in limits()) {
         check_split(input.as_bytes(), &chunks, limits);
-        if limits == Limits::default() {
+        if limits == TokenizerLimits::default() {
             let (tokens, error) = run(input.as_bytes(), &[input.len()], limits);
             prop_assert_eq!(error, None);
             let first = tokens.iter().find(|t| **t != Tok::Whitespace);
@@ -352,7 +352,7 @@ proptest! {
     ) {
         let mut input = if prefix { HEADER.as_bytes().to_vec() } else { Vec::new() };
         input.extend_from_slice(&bytes);
-        check_split(&input, &chunks, Limits::default());
+        check_split(&input, &chunks, TokenizerLimits::default());
     }
 }
 
@@ -362,15 +362,15 @@ fn split_inside_every_construct() {
         "<?xml version='1.0'?>{HEADER}<message xmlns:p='urn:p' p:x='a&amp;b&#x1F600;é' to=\"v\"><body>é😀 &lt;&#0000065; ]] ></body><p:c/></message> \n</stream:stream>"
     );
     for size in 1..input.len() {
-        check_split(input.as_bytes(), &[size], Limits::default());
+        check_split(input.as_bytes(), &[size], TokenizerLimits::default());
     }
     for size in 1..12 {
-        check_split(input.as_bytes(), &[size, 1, 3], Limits::default());
+        check_split(input.as_bytes(), &[size, 1, 3], TokenizerLimits::default());
     }
 }
 
 /// Feeds `input` one byte at a time and returns the bytes examined per input byte.
-fn work_per_byte(input: &[u8], limits: Limits) -> f64 {
+fn work_per_byte(input: &[u8], limits: TokenizerLimits) -> f64 {
     let mut t = Tokenizer::new(limits);
     let mut buf = Vec::new();
     for &b in input {
@@ -390,9 +390,9 @@ fn work_per_byte(input: &[u8], limits: Limits) -> f64 {
 
 #[test]
 fn byte_at_a_time_is_linear() {
-    let limits = Limits {
+    let limits = TokenizerLimits {
         max_stanza_bytes: 1 << 20,
-        ..Limits::default()
+        ..TokenizerLimits::default()
     };
     let big = 60_000;
     let cases = [

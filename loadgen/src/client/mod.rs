@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 
 use session::ns;
 use session::sasl::{self, ChannelBinding, Mechanism, SaltedPasswordCache, ScramClient};
-use stanza::{Limits, Token, Tokenizer};
+use stanza::{Token, Tokenizer, TokenizerLimits};
 
 use crate::accounts::Accounts;
 use crate::histo::{ErrorKind, Metric, Recorder};
@@ -196,7 +196,7 @@ impl Client {
         Self {
             state: State::Connecting,
             session,
-            tokenizer: Tokenizer::new(Limits::default()),
+            tokenizer: Tokenizer::new(TokenizerLimits::default()),
             reader: Reader::new(),
             scram: None,
             exporter: None,

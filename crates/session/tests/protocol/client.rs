@@ -140,7 +140,7 @@ struct Parser {
 impl Parser {
     fn new() -> Self {
         Self {
-            tokenizer: Tokenizer::new(stanza::Limits::default()),
+            tokenizer: Tokenizer::new(stanza::TokenizerLimits::default()),
             buf: Vec::new(),
             open: Vec::new(),
         }
