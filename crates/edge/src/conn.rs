@@ -22,9 +22,9 @@ use tokio::time::Sleep;
 use tracing::{debug, info, warn};
 
 use crate::config::ListenerKind;
-use crate::proxy::{self, ProxyListener, Rewind};
-use crate::registry::{Control, Request};
+use crate::proxy_listener::{self, ProxyListener, Rewind};
 use crate::server::Shared;
+use crate::sessions::{Control, Request};
 use crate::stats::{Ended, Limit, ListenerStats, SessionState, Stats, TlsOutcome, limit_of};
 use crate::tls;
 
@@ -65,7 +65,7 @@ pub fn admit(
     if let Err(error) = stream.set_nodelay(true) {
         debug!(client = %peer, %error, "cannot set TCP_NODELAY");
     }
-    let (id, control) = shared.registry.register();
+    let (id, control) = shared.sessions.register();
     shared.stats.session_opened();
     let ticket = Ticket {
         shared: Arc::clone(shared),
@@ -79,7 +79,7 @@ pub fn admit(
     tokio::spawn(serve(stream, kind, proxy.cloned(), ticket, control));
 }
 
-/// A connection's place in the limits and the registry, given back on drop whatever way
+/// A connection's place in the limits and the session table, given back on drop whatever way
 /// the task ends.
 struct Ticket {
     shared: Arc<Shared>,
@@ -119,9 +119,9 @@ impl Ticket {
     /// Records the bound full JID and replaces the connection that held it before.
     fn bind(&mut self, full_jid: String) {
         if let Some(old) = self.bound.take() {
-            self.shared.registry.unbind(self.id, &old);
+            self.shared.sessions.unbind(self.id, &old);
         }
-        if let Some(previous) = self.shared.registry.bind(self.id, &full_jid) {
+        if let Some(previous) = self.shared.sessions.bind(self.id, &full_jid) {
             previous.request(Request::Replaced);
             self.shared.stats.replaced();
             info!(client = %self.client, jid = %full_jid, "resource bound again: replacing the older session");
@@ -132,7 +132,7 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.shared.registry.remove(self.id, self.bound.as_deref());
+        self.shared.sessions.remove(self.id, self.bound.as_deref());
         if self.per_ip {
             self.shared.limits.release(self.client.ip());
         } else {
@@ -152,7 +152,7 @@ enum End {
     TlsTimeout,
     TlsFailed(io::Error),
     /// No acceptable PROXY header.
-    Proxy(proxy::Failure),
+    Proxy(proxy_listener::Failure),
     /// The client address in the PROXY header is over its limit.
     Refused(Limit),
     /// The session asked for STARTTLS on an encrypted stream.
@@ -645,7 +645,7 @@ async fn finish<S: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use crate::limits::ConnLimits;
-    use crate::registry::Registry;
+    use crate::sessions::SessionTable;
     use crate::users::UserStore;
 
     /// Idle sessions must stay cheap: the task's own state beyond the session and the TLS
@@ -660,7 +660,7 @@ mod tests {
             accounts: Arc::new(accounts),
             tls: tls::acceptors(&crate::config::TlsConfig::default(), &domains).unwrap(),
             limits: ConnLimits::new(10, 10),
-            registry: Registry::default(),
+            sessions: SessionTable::default(),
             stats: Arc::new(Stats::register(
                 &mut prometheus_client::registry::Registry::default(),
             )),
@@ -671,7 +671,7 @@ mod tests {
             .await
             .unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
-        let (id, control) = shared.registry.register();
+        let (id, control) = shared.sessions.register();
         let ticket = Ticket {
             counters: shared.stats.listener(ListenerKind::Starttls, peer),
             shared: Arc::clone(&shared),

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::config::{ListenerConfig, ListenerKind};
-use crate::proxy::ProxyListener;
+use crate::proxy_listener::ProxyListener;
 use crate::server::Shared;
 use crate::stats::{Limit, ListenerStats};
 

@@ -18,8 +18,8 @@ use crate::config::{Config, ListenerKind, ShutdownConfig};
 use crate::limits::{self, ConnLimits};
 use crate::listener::{self, Bound};
 use crate::process::ProcessCollector;
-use crate::proxy::ProxyListener;
-use crate::registry::Registry;
+use crate::proxy_listener::ProxyListener;
+use crate::sessions::SessionTable;
 use crate::stats::{ListenerStats, Stats};
 use crate::tls::{self, Acceptors, TlsError};
 use crate::users::{LoadReport, UserStore, UsersError};
@@ -53,7 +53,7 @@ pub struct Shared {
     pub accounts: Arc<UserStore>,
     pub tls: Acceptors,
     pub limits: ConnLimits,
-    pub registry: Registry,
+    pub sessions: SessionTable,
     pub stats: Arc<Stats>,
     pub tls_handshake_timeout: Duration,
 }
@@ -132,7 +132,7 @@ impl Server {
             accounts: Arc::new(accounts),
             tls,
             limits: ConnLimits::new(max_connections, config.limits.max_connections_per_ip),
-            registry: Registry::default(),
+            sessions: SessionTable::default(),
             stats,
             tls_handshake_timeout: config.limits.tls_handshake_timeout,
         };
@@ -223,13 +223,13 @@ impl Server {
         // sessions here drain.
         self.shared.stats.set_ready(false);
         info!(
-            connections = self.shared.registry.len(),
+            connections = self.shared.sessions.len(),
             "shutting down: no longer accepting"
         );
         // Send errors only mean every accept loop is gone already.
         let _ = stop_tx.send(true);
         while accept_loops.join_next().await.is_some() {}
-        shutdown::drain(&self.shared.registry, &self.shutdown).await;
+        shutdown::drain(&self.shared.sessions, &self.shutdown).await;
         // The admin endpoint lasts through the drain, so /readyz and /metrics show it.
         let _ = admin_stop_tx.send(true);
         if let Some(task) = admin_task {

@@ -147,7 +147,7 @@ impl Failure {
     /// The `outcome` metric label.
     fn outcome(&self) -> ProxyOutcome {
         match self {
-            Self::Malformed(error) if error.label() == "bad_crc" => ProxyOutcome::BadCrc,
+            Self::Malformed(ProxyError::BadCrc { .. }) => ProxyOutcome::BadCrc,
             Self::Malformed(_) => ProxyOutcome::Malformed,
             Self::Timeout { .. } => ProxyOutcome::Timeout,
             Self::Closed { .. } | Self::Io(_) => ProxyOutcome::Closed,
