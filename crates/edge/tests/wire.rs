@@ -58,13 +58,19 @@ async fn starttls_login_sic_disco_ping() {
         client.send("</stream:stream>").await;
         client.expect_closed(common::STEP_TIMEOUT).await;
     }
-    eventually("connections to close", || {
-        server.stats.snapshot().connections_active == 0
-    })
-    .await;
-    let stats = server.stats.snapshot();
-    assert_eq!(stats.authenticated, 2);
-    assert_eq!(stats.closed_by_client, 2);
+    eventually("connections to close", || server.connections_active() == 0).await;
+    let scrape = server.scrape();
+    assert_eq!(
+        scrape.sum("xmpp_edge_sasl_total", &[("outcome", "success")]),
+        2
+    );
+    assert_eq!(
+        scrape.sum(
+            "xmpp_edge_connections_closed_total",
+            &[("reason", "client_closed")]
+        ),
+        2
+    );
     server.stop().await;
 }
 
@@ -137,7 +143,7 @@ async fn rebinding_a_resource_replaces_the_older_session() {
     let closed = first.expect_closed(common::STEP_TIMEOUT).await;
     assert!(closed.contains("<conflict"), "{closed}");
     second.ping("still-there").await;
-    assert_eq!(server.stats.snapshot().replaced, 1);
+    assert_eq!(server.metric("xmpp_edge_sessions_replaced_total", &[]), 1);
     server.stop().await;
 }
 
@@ -156,16 +162,13 @@ async fn per_ip_connection_limit() {
     }
     let mut refused = Client::connect(addr).await;
     assert_eq!(refused.expect_closed(Duration::from_secs(5)).await, "");
-    assert_eq!(server.stats.snapshot().limit_max_connections_per_ip, 1);
+    assert_eq!(server.limit_triggers("max_connections_per_ip"), 1);
     // Another address (IPv6 loopback) is counted separately.
     let mut other = Client::connect(server.addr(ListenerKind::Starttls, true)).await;
     other.open_stream().await;
     // A freed slot can be used again.
     drop(kept.pop());
-    eventually("slot to free", || {
-        server.stats.snapshot().connections_active == 2
-    })
-    .await;
+    eventually("slot to free", || server.connections_active() == 2).await;
     Client::connect(addr).await.open_stream().await;
     server.stop().await;
 }
@@ -184,7 +187,7 @@ async fn total_connection_limit() {
     }
     let mut refused = Client::connect(server.addr(ListenerKind::Starttls, true)).await;
     assert_eq!(refused.expect_closed(Duration::from_secs(5)).await, "");
-    assert_eq!(server.stats.snapshot().limit_max_connections, 1);
+    assert_eq!(server.limit_triggers("max_connections"), 1);
     server.stop().await;
 }
 
@@ -209,7 +212,7 @@ async fn tls_handshake_timeout() {
     stalled.expect("proceed").await;
     stalled.expect_closed(Duration::from_secs(5)).await;
     eventually("timeouts to be counted", || {
-        server.stats.snapshot().limit_tls_handshake_timeout == 2
+        server.limit_triggers("tls_handshake_timeout") == 2
     })
     .await;
     server.stop().await;
@@ -245,7 +248,7 @@ async fn client_that_never_reads_is_disconnected() {
         good.ping(&format!("p{n}")).await;
     }
     eventually("the overflow to be detected", || {
-        server.stats.snapshot().limit_output_overflow == 1
+        server.limit_triggers("output_overflow") == 1
     })
     .await;
     assert!(
@@ -272,7 +275,7 @@ async fn session_timeouts_and_stanza_size_limit() {
     let closed = slow.expect_closed(Duration::from_secs(5)).await;
     assert!(closed.contains("<connection-timeout"), "{closed}");
     eventually("the negotiation timeout count", || {
-        server.stats.snapshot().limit_negotiation_timeout == 1
+        server.limit_triggers("negotiation_timeout") == 1
     })
     .await;
     server.stop().await;
@@ -295,8 +298,7 @@ async fn session_timeouts_and_stanza_size_limit() {
     let closed = idle.expect_closed(Duration::from_secs(5)).await;
     assert!(closed.contains("<connection-timeout"), "{closed}");
     eventually("the limit counts", || {
-        let stats = server.stats.snapshot();
-        stats.limit_idle_timeout == 1 && stats.limit_stanza_policy == 1
+        server.limit_triggers("idle_timeout") == 1 && server.limit_triggers("stanza_policy") == 1
     })
     .await;
     server.stop().await;

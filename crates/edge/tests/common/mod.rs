@@ -1,7 +1,9 @@
 //! Shared test support: a fixture directory (certificate, key, users file), an in-process
-//! server, the real binary as a child process, and a minimal XMPP client.
+//! server and its metrics, the real binary as a child process, and a minimal XMPP client.
 
 #![allow(dead_code)]
+
+pub mod scrape;
 
 use std::io::BufRead as _;
 use std::net::SocketAddr;
@@ -12,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use edge::config::{ListenerConfig, ListenerKind};
 use edge::users::{StoredUser, UsersFile};
-use edge::{Config, Server, Stats};
+use edge::{Config, Server};
+use prometheus_client::registry::Registry;
 use rustls::pki_types::{CertificateDer, ServerName};
 use session::sasl::{self, ChannelBinding, SaltedPasswordCache, ScramClient, ScramHash};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -21,6 +24,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+
+use scrape::Scrape;
 
 /// How long any single expectation may take before the test fails.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -112,7 +117,7 @@ pub struct Running {
     pub addrs: Vec<(ListenerKind, SocketAddr)>,
     /// The admin endpoint, when enabled.
     pub admin: Option<SocketAddr>,
-    pub stats: Arc<Stats>,
+    metrics: Arc<Registry>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), edge::Error>>>,
 }
@@ -122,7 +127,7 @@ impl Running {
         let server = Server::bind(config).unwrap();
         let addrs = server.local_addrs();
         let admin = server.admin_addr();
-        let stats = server.stats();
+        let metrics = server.metrics();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
             let _ = stopped.await;
@@ -130,10 +135,35 @@ impl Running {
         Self {
             addrs,
             admin,
-            stats,
+            metrics,
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// The server's metrics now.
+    pub fn scrape(&self) -> Scrape {
+        Scrape::of(&self.metrics)
+    }
+
+    /// [`Scrape::sum`] of a fresh scrape.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.scrape().sum(name, labels)
+    }
+
+    /// Live connections, in every negotiation state.
+    pub fn connections_active(&self) -> u64 {
+        self.metric("xmpp_edge_sessions", &[])
+    }
+
+    /// `xmpp_edge_limit_triggers_total` for `limit`.
+    pub fn limit_triggers(&self, limit: &str) -> u64 {
+        self.metric("xmpp_edge_limit_triggers_total", &[("limit", limit)])
+    }
+
+    /// Successful SASL authentications, by any mechanism.
+    pub fn authenticated(&self) -> u64 {
+        self.metric("xmpp_edge_sasl_total", &[("outcome", "success")])
     }
 
     /// The first listener of `kind` whose address is IPv6 (`v6`) or IPv4.
