@@ -134,7 +134,7 @@ def proxied():
     """An edge with PROXY listeners (PROXY debug lines logged) and HAProxy in front."""
     with tempfile.TemporaryDirectory(prefix="xmpp-edge-haproxy-") as tmp:
         workdir = pathlib.Path(tmp)
-        edge = Edge(workdir, proxy=True, log_filter="info,edge::proxy=debug")
+        edge = Edge(workdir, proxy=True, log_filter="info,edge::proxy_listener=debug")
         for user in USERS:
             edge.add_user(user)
         edge.start()

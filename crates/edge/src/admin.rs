@@ -6,6 +6,8 @@
 //! [`MAX_REQUEST_BYTES`], the whole exchange in [`EXCHANGE_TIMEOUT`], and at most
 //! [`MAX_CONNECTIONS`] are served at once (more are closed unanswered).
 //!
+//! `/readyz` and the `xmpp_edge_ready` gauge are one [`Readiness`], which the server sets.
+//!
 //! `/metrics` is OpenMetrics text when the client asks for it (Prometheus does), else the
 //! Prometheus text format 0.0.4, as the official Go client does: older tools such as
 //! `promtool check metrics` only read the latter.
@@ -16,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,7 +26,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::stats::Stats;
+use crate::metrics;
 
 /// Largest request (request line and headers) read.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -40,17 +43,39 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const PLAIN: &str = "text/plain; charset=utf-8";
 
+/// Whether the node takes new clients: all listeners accepting, not draining.
+#[derive(Debug, Clone)]
+pub struct Readiness(Gauge);
+
+impl Readiness {
+    pub fn register(registry: &mut Registry) -> Self {
+        Self(metrics::gauge(
+            registry,
+            "xmpp_edge_ready",
+            "1 while all listeners accept and the node is not draining, else 0 (as /readyz)",
+        ))
+    }
+
+    pub fn set(&self, ready: bool) {
+        self.0.set(i64::from(ready));
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.get() == 1
+    }
+}
+
 /// Binds the admin listener (non-blocking, ready for tokio); strangers get at most
 /// [`MAX_CONNECTIONS`] at once, so a short backlog is enough.
 pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
-    crate::listener::bind_one(address, 64, false)
+    crate::socket::bind(address, 64, false)
 }
 
 /// Serves until `stop` turns true.
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
-    stats: Arc<Stats>,
+    readiness: Readiness,
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -75,9 +100,9 @@ pub async fn serve(
             continue;
         };
         let registry = Arc::clone(&registry);
-        let stats = Arc::clone(&stats);
+        let readiness = readiness.clone();
         exchanges.spawn(async move {
-            let exchange = exchange(stream, &registry, &stats);
+            let exchange = exchange(stream, &registry, &readiness);
             if let Ok(Err(error)) = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await {
                 debug!(%error, "admin endpoint: connection failed");
             }
@@ -87,7 +112,11 @@ pub async fn serve(
 }
 
 /// Reads one request and writes its response.
-async fn exchange(mut stream: TcpStream, registry: &Registry, stats: &Stats) -> io::Result<()> {
+async fn exchange(
+    mut stream: TcpStream,
+    registry: &Registry,
+    readiness: &Readiness,
+) -> io::Result<()> {
     let mut buf = vec![0u8; MAX_REQUEST_BYTES];
     let mut filled = 0;
     let head_end = loop {
@@ -116,7 +145,10 @@ async fn exchange(mut stream: TcpStream, registry: &Registry, stats: &Stats) -> 
     };
     let head = String::from_utf8_lossy(&buf[..head_end]);
     let (response, head_only) = match Request::parse(&head) {
-        Some(request) => (respond(&request, registry, stats), request.method == "HEAD"),
+        Some(request) => (
+            respond(&request, registry, readiness),
+            request.method == "HEAD",
+        ),
         None => (Response::text(400, "Bad Request", "bad request\n"), false),
     };
     response.write(&mut stream, head_only).await
@@ -200,14 +232,14 @@ impl Response {
     }
 }
 
-fn respond(request: &Request<'_>, registry: &Registry, stats: &Stats) -> Response {
+fn respond(request: &Request<'_>, registry: &Registry, readiness: &Readiness) -> Response {
     if !matches!(request.method, "GET" | "HEAD") {
         return Response::text(405, "Method Not Allowed", "only GET and HEAD\n");
     }
     match request.path {
         "/metrics" => metrics(registry, request.openmetrics),
         "/healthz" => Response::text(200, "OK", "ok\n"),
-        "/readyz" if stats.is_ready() => Response::text(200, "OK", "ready\n"),
+        "/readyz" if readiness.is_ready() => Response::text(200, "OK", "ready\n"),
         "/readyz" => Response::text(503, "Service Unavailable", "not ready\n"),
         _ => Response::text(
             404,

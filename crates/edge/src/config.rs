@@ -183,14 +183,58 @@ pub struct LimitsConfig {
     pub idle_timeout: Duration,
     /// Largest stanza (and stream header) in bytes.
     pub max_stanza_bytes: usize,
-    /// Sustained stanzas per second per session.
+    /// Sustained stanzas per second per session. A client over it is throttled (its
+    /// input waits, and the edge stops reading its socket until the budget refills), never
+    /// disconnected.
     pub stanza_rate: f64,
     /// Stanzas allowed in a burst above the rate.
     pub stanza_burst: u32,
+    /// Sustained bytes per second read from one session; over it, reading pauses.
+    pub byte_rate: u64,
+    /// Bytes read in a burst above the byte rate.
+    pub byte_burst: u64,
     /// Unsent output held for a client that does not read before it is disconnected.
     pub max_unsent_output: usize,
     /// Failed SASL attempts before the stream is closed.
     pub max_auth_failures: u32,
+    /// Failed SASL attempts per client address (IPv6: per /64) in each
+    /// `auth_failure_window` that are answered at once.
+    pub auth_failures_free: u32,
+    /// How fast an address's failures are forgotten: `auth_failures_free` per window.
+    #[serde(deserialize_with = "duration")]
+    pub auth_failure_window: Duration,
+    /// The wait before answering the first failure past the free ones; it doubles with
+    /// each further failure.
+    #[serde(deserialize_with = "duration")]
+    pub auth_failure_delay: Duration,
+    /// The longest such wait.
+    #[serde(deserialize_with = "duration")]
+    pub auth_failure_delay_max: Duration,
+    /// Client addresses whose failures are remembered at most (memory bound).
+    pub auth_failure_addresses: usize,
+    /// Threads that run PLAIN password checks (PBKDF2) at once; 0 is one per core. The
+    /// CPU a flood of PLAIN attempts can take is bounded by this.
+    pub password_check_threads: usize,
+}
+
+impl LimitsConfig {
+    pub fn auth_failure_policy(&self) -> crate::auth_failures::AuthFailurePolicy {
+        crate::auth_failures::AuthFailurePolicy {
+            free: self.auth_failures_free,
+            window: self.auth_failure_window,
+            delay: self.auth_failure_delay,
+            max_delay: self.auth_failure_delay_max,
+            max_addresses: self.auth_failure_addresses,
+        }
+    }
+
+    /// `password_check_threads`, with 0 resolved to the number of cores.
+    pub fn password_check_threads(&self) -> usize {
+        match self.password_check_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -205,8 +249,16 @@ impl Default for LimitsConfig {
             max_stanza_bytes: session.stanza_limits.max_stanza_bytes,
             stanza_rate: session.stanza_rate,
             stanza_burst: session.stanza_burst,
+            byte_rate: session.byte_rate,
+            byte_burst: session.byte_burst,
             max_unsent_output: session.max_unsent_output,
             max_auth_failures: session.max_auth_failures,
+            auth_failures_free: 5,
+            auth_failure_window: Duration::from_secs(60),
+            auth_failure_delay: Duration::from_millis(250),
+            auth_failure_delay_max: Duration::from_secs(10),
+            auth_failure_addresses: 65_536,
+            password_check_threads: 0,
         }
     }
 }
@@ -411,6 +463,8 @@ impl Config {
             ("tls_handshake_timeout", l.tls_handshake_timeout),
             ("negotiation_timeout", l.negotiation_timeout),
             ("idle_timeout", l.idle_timeout),
+            ("auth_failure_window", l.auth_failure_window),
+            ("auth_failure_delay_max", l.auth_failure_delay_max),
         ] {
             if value.is_zero() || value > Duration::from_secs(7 * 24 * 3600) {
                 problems.push(format!("`limits.{name}` must be between 1ms and 7 days"));
@@ -424,6 +478,21 @@ impl Config {
         }
         if l.stanza_burst == 0 {
             problems.push("`limits.stanza_burst` must be at least 1".to_owned());
+        }
+        if l.auth_failure_addresses == 0 {
+            problems.push("`limits.auth_failure_addresses` must be at least 1".to_owned());
+        }
+        if l.auth_failure_delay > l.auth_failure_delay_max {
+            problems.push(
+                "`limits.auth_failure_delay` must not exceed `limits.auth_failure_delay_max`"
+                    .to_owned(),
+            );
+        }
+        if l.byte_rate == 0 {
+            problems.push("`limits.byte_rate` must be at least 1".to_owned());
+        }
+        if l.byte_burst < 4096 {
+            problems.push("`limits.byte_burst` must be at least 4096 (one read)".to_owned());
         }
         if !(4096..=1 << 30).contains(&l.max_unsent_output) {
             problems
@@ -467,6 +536,9 @@ impl Config {
             stanza_rate: l.stanza_rate,
             stanza_burst: l.stanza_burst,
             max_unsent_output: l.max_unsent_output,
+            byte_rate: l.byte_rate,
+            byte_burst: l.byte_burst,
+            ..defaults
         }
     }
 }

@@ -1,11 +1,11 @@
-//! One task per connection: admission, TLS, then shuttling bytes between the socket and the
-//! sans-IO [`session::Connection`], obeying its timer and outside requests.
+//! One task per admitted connection: the PROXY header, TLS, then shuttling bytes between
+//! the socket and the sans-IO [`session::Connection`], obeying its timer and outside
+//! requests.
 //!
 //! Reads go through a small stack buffer that exists only while a read is being polled,
 //! so an idle connection holds no read buffer of its own; writes go straight from the
 //! session's pending output, so the edge never queues more than the session allows.
 
-use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
@@ -14,19 +14,25 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use session::{Addresses, CloseReason, Connection, Counts, Event};
+use session::{Addresses, CloseReason, Connection, Counts, Event, SaslOutcome};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::futures::Notified;
 use tokio::time::Sleep;
 use tracing::{debug, info, warn};
 
+use crate::admission::{LimitTrigger, SessionState, Ticket};
+use crate::close::{End, Ended, limit_of};
 use crate::config::ListenerKind;
-use crate::proxy::{self, ProxyListener, Rewind};
-use crate::registry::{Control, Request};
-use crate::server::Shared;
-use crate::stats::{Ended, Limit, ListenerStats, SessionState, Stats, TlsOutcome, limit_of};
-use crate::tls;
+use crate::metrics::ByLabel;
+use crate::proxy_listener::{ProxyListener, Rewind};
+use crate::sessions::{Control, Request};
+use crate::state::Shared;
+use crate::tls::{self, TlsOutcome};
+
+mod metrics;
+
+pub use metrics::SessionMetrics;
 
 /// Bytes read per `receive` call; small, and only on the stack while reading.
 const READ_CHUNK: usize = 4096;
@@ -34,205 +40,50 @@ const READ_CHUNK: usize = 4096;
 /// simply dropped: a client that stopped reading must not hold the task.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Admits an accepted connection against the limits and starts its task; refused
-/// connections are closed at once. On a PROXY listener the peer must be a trusted
-/// balancer, and the per-address limit waits for the client address in the header.
-pub fn admit(
-    shared: &Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    kind: ListenerKind,
-    proxy: Option<&Arc<ProxyListener>>,
-    counters: &Arc<ListenerStats>,
-) {
-    counters.accepted();
-    if let Some(proxy) = proxy
-        && !proxy.admits(peer, kind, &shared.stats)
-    {
-        counters.closed(Ended::ProxyHeader);
-        return;
-    }
-    let admitted = match proxy {
-        None => shared.limits.admit(peer.ip()),
-        Some(_) => shared.limits.admit_total(),
-    };
-    if let Err(limit) = admitted {
-        shared.stats.limit(limit);
-        counters.closed(Ended::Refused);
-        warn!(client = %peer, listener = %kind, ?limit, "limit triggered: connection refused");
-        return;
-    }
-    if let Err(error) = stream.set_nodelay(true) {
-        debug!(client = %peer, %error, "cannot set TCP_NODELAY");
-    }
-    let (id, control) = shared.registry.register();
-    shared.stats.session_opened();
-    let ticket = Ticket {
-        shared: Arc::clone(shared),
-        counters: Arc::clone(counters),
-        id,
-        client: peer,
-        per_ip: proxy.is_none(),
-        state: SessionState::PreTls,
-        bound: None,
-    };
-    tokio::spawn(serve(stream, kind, proxy.cloned(), ticket, control));
-}
-
-/// A connection's place in the limits and the registry, given back on drop whatever way
-/// the task ends.
-struct Ticket {
-    shared: Arc<Shared>,
-    /// The counters of the listener that accepted the connection.
-    counters: Arc<ListenerStats>,
-    id: u64,
-    /// The socket's peer, or on a PROXY listener the client the header names once read.
-    client: SocketAddr,
-    /// The client's address is counted in the per-address limit.
-    per_ip: bool,
-    /// Where the session is, as counted in `xmpp_edge_sessions`.
-    state: SessionState,
-    bound: Option<String>,
-}
-
-impl Ticket {
-    /// The session moved on in its negotiation.
-    fn moved(&mut self, to: SessionState) {
-        self.shared.stats.session_moved(self.state, to);
-        self.state = to;
-    }
-
-    /// Counts a finished TLS handshake; a successful one leaves the pre-TLS state.
-    fn tls(&mut self, outcome: TlsOutcome) {
-        self.counters.tls(outcome);
-        if outcome == TlsOutcome::Ok {
-            self.moved(SessionState::PreAuth);
-        }
-    }
-
-    /// Counts and logs a limit that ended this connection.
-    fn limit(&self, limit: Limit, detail: &str) {
-        self.shared.stats.limit(limit);
-        warn!(client = %self.client, ?limit, detail, "limit triggered");
-    }
-
-    /// Records the bound full JID and replaces the connection that held it before.
-    fn bind(&mut self, full_jid: String) {
-        if let Some(old) = self.bound.take() {
-            self.shared.registry.unbind(self.id, &old);
-        }
-        if let Some(previous) = self.shared.registry.bind(self.id, &full_jid) {
-            previous.request(Request::Replaced);
-            self.shared.stats.replaced();
-            info!(client = %self.client, jid = %full_jid, "resource bound again: replacing the older session");
-        }
-        self.bound = Some(full_jid);
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        self.shared.registry.remove(self.id, self.bound.as_deref());
-        if self.per_ip {
-            self.shared.limits.release(self.client.ip());
-        } else {
-            self.shared.limits.release_total();
-        }
-    }
-}
-
-/// Why a connection ended, for the close log line and the counters.
+/// What the connections accepted on one listening socket share: the listener's settings,
+/// the server's state and the counters, resolved for the socket's address.
 #[derive(Debug)]
-enum End {
-    /// The session closed the stream.
-    Session(CloseReason),
-    /// The socket reached EOF and the session had nothing more to say.
-    PeerClosed,
-    Io(io::Error),
-    TlsTimeout,
-    TlsFailed(io::Error),
-    /// No acceptable PROXY header.
-    Proxy(proxy::Failure),
-    /// The client address in the PROXY header is over its limit.
-    Refused(Limit),
-    /// The session asked for STARTTLS on an encrypted stream.
-    UnexpectedStartTls,
-    /// Shutdown ran out of time.
-    Forced,
+pub struct Endpoint {
+    pub kind: ListenerKind,
+    /// Set when connections start with a PROXY header.
+    pub proxy: Option<Arc<ProxyListener>>,
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<SessionMetrics>,
+    /// This address's `xmpp_edge_tls_handshakes_total`.
+    pub handshakes: ByLabel<TlsOutcome>,
+    /// This address's `xmpp_edge_connections_closed_total`.
+    pub closed: ByLabel<Ended>,
 }
 
-impl End {
-    fn counted(&self) -> Ended {
-        match self {
-            Self::Session(CloseReason::ClientClosed) | Self::PeerClosed => Ended::Client,
-            Self::Session(CloseReason::OutputOverflow) => Ended::OutputOverflow,
-            Self::Session(CloseReason::StreamError { .. }) | Self::UnexpectedStartTls => {
-                Ended::StreamError
-            }
-            Self::Io(_) => Ended::Io,
-            Self::TlsTimeout => Ended::TlsTimeout,
-            Self::TlsFailed(_) => Ended::TlsFailed,
-            Self::Proxy(_) => Ended::ProxyHeader,
-            Self::Refused(_) => Ended::Refused,
-            Self::Forced => Ended::Forced,
-        }
-    }
-}
-
-impl fmt::Display for End {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Session(CloseReason::ClientClosed) | Self::PeerClosed => {
-                f.write_str("client closed")
-            }
-            Self::Session(CloseReason::StreamError { condition, detail }) if detail.is_empty() => {
-                write!(f, "stream error {condition}")
-            }
-            Self::Session(CloseReason::StreamError { condition, detail }) => {
-                write!(f, "stream error {condition} ({detail})")
-            }
-            Self::Session(CloseReason::OutputOverflow) => {
-                f.write_str("client not reading (unsent output limit)")
-            }
-            Self::Io(error) => write!(f, "socket error: {error}"),
-            Self::TlsTimeout => f.write_str("TLS handshake timeout"),
-            Self::TlsFailed(error) => write!(f, "TLS handshake failed: {error}"),
-            Self::Proxy(failure) => failure.fmt(f),
-            Self::Refused(limit) => write!(f, "refused after the PROXY header: {limit:?}"),
-            Self::UnexpectedStartTls => f.write_str("STARTTLS requested on an encrypted stream"),
-            Self::Forced => f.write_str("closed by force at shutdown"),
-        }
-    }
-}
-
-async fn serve(
+/// Serves one admitted connection until it ends, then counts and logs the end.
+pub async fn serve(
     mut stream: TcpStream,
-    kind: ListenerKind,
-    proxy: Option<Arc<ProxyListener>>,
+    endpoint: Arc<Endpoint>,
     mut ticket: Ticket,
     control: Arc<Control>,
 ) {
     let started = Instant::now();
-    let peer = ticket.client;
+    let peer = ticket.client();
     // On PROXY listeners logs name the balancer beside the client.
-    let balancer = proxy.is_some().then_some(peer);
+    let balancer = endpoint.proxy.is_some().then_some(peer);
     let local = match stream.local_addr() {
         Ok(local) => local,
         Err(error) => {
             debug!(client = %peer, %error, "connection lost before it started");
-            count_closed(ticket, Ended::Io);
+            count_closed(ticket, &endpoint, Ended::Io);
             return;
         }
     };
-    let (client, leftover) = match proxy {
+    let (client, leftover) = match &endpoint.proxy {
         None => (peer, Vec::new()),
         Some(proxy) => {
-            match Box::pin(proxy_header(&mut stream, &proxy, &mut ticket, &control)).await {
+            match Box::pin(proxy_header(&mut stream, proxy, &mut ticket, &control)).await {
                 Ok(received) => received,
-                Err(end) => return closed(ticket, &end, started, balancer),
+                Err(end) => return closed(ticket, &endpoint, &end, started, balancer),
             }
         }
     };
+    let kind = endpoint.kind;
     info!(
         %client, balancer = balancer.map(tracing::field::display), %local, listener = %kind,
         "connection opened"
@@ -242,36 +93,54 @@ async fn serve(
         peer,
         local,
     };
-    let end = match kind {
-        ListenerKind::Starttls => {
-            starttls(stream, addresses, &leftover, &mut ticket, &control).await
-        }
-        ListenerKind::DirectTls => {
-            direct_tls(stream, addresses, leftover, &mut ticket, &control).await
-        }
+    let mut task = Task {
+        endpoint: &endpoint,
+        ticket: &mut ticket,
+        control: &control,
     };
-    closed(ticket, &end, started, balancer);
+    let end = match kind {
+        ListenerKind::Starttls => starttls(stream, addresses, &leftover, &mut task).await,
+        ListenerKind::DirectTls => direct_tls(stream, addresses, leftover, &mut task).await,
+    };
+    closed(ticket, &endpoint, &end, started, balancer);
+}
+
+/// What the steps of a connection task work with.
+struct Task<'a> {
+    endpoint: &'a Endpoint,
+    ticket: &'a mut Ticket,
+    control: &'a Control,
+}
+
+impl Task<'_> {
+    /// Counts a finished TLS handshake; a successful one leaves the pre-TLS state.
+    fn tls(&mut self, outcome: TlsOutcome) {
+        self.endpoint.handshakes.inc(outcome);
+        if outcome == TlsOutcome::Ok {
+            self.ticket.moved(SessionState::PreAuth);
+        }
+    }
 }
 
 /// Counts and logs the end of a connection task.
-fn closed(ticket: Ticket, end: &End, started: Instant, balancer: Option<SocketAddr>) {
-    let client = ticket.client;
-    count_closed(ticket, end.counted());
+fn closed(
+    ticket: Ticket,
+    endpoint: &Endpoint,
+    end: &End,
+    started: Instant,
+    balancer: Option<SocketAddr>,
+) {
+    let client = ticket.client();
+    count_closed(ticket, endpoint, end.counted());
     info!(
         %client, balancer = balancer.map(tracing::field::display), duration = ?started.elapsed(), reason = %end,
         "connection closed"
     );
 }
 
-/// Gives back the ticket, then counts the close. Releasing the limits first means anyone
-/// who sees the connection gone from the counters also finds its slot free.
-fn count_closed(ticket: Ticket, how: Ended) {
-    let stats = Arc::clone(&ticket.shared.stats);
-    let counters = Arc::clone(&ticket.counters);
-    let state = ticket.state;
-    drop(ticket);
-    counters.closed(how);
-    stats.session_closed(state);
+/// Gives back the ticket, then counts the close (see [`Ticket::close`]).
+fn count_closed(ticket: Ticket, endpoint: &Endpoint, how: Ended) {
+    ticket.close(|| endpoint.closed.inc(how));
 }
 
 /// Reads the PROXY header and admits the client it names against the per-address limit;
@@ -282,19 +151,16 @@ async fn proxy_header(
     ticket: &mut Ticket,
     control: &Control,
 ) -> Result<(SocketAddr, Vec<u8>), End> {
-    let peer = ticket.client;
+    let peer = ticket.client();
     let accepted = tokio::select! {
-        accepted = proxy.receive(stream, peer, &ticket.shared.stats) => accepted.map_err(End::Proxy)?,
+        accepted = proxy.receive(stream, peer) => accepted.map_err(End::Proxy)?,
         () = control.forced() => return Err(End::Forced),
     };
     let client = accepted.header.client_address(peer);
-    if let Err(limit) = ticket.shared.limits.admit_ip(client.ip()) {
-        ticket.shared.stats.limit(limit);
+    if let Err(limit) = ticket.admit_client(client) {
         warn!(%client, balancer = %peer, ?limit, "limit triggered: connection refused");
         return Err(End::Refused(limit));
     }
-    ticket.client = client;
-    ticket.per_ip = true;
     Ok((client, accepted.leftover))
 }
 
@@ -319,30 +185,30 @@ async fn starttls(
     mut tcp: TcpStream,
     addresses: Addresses,
     early: &[u8],
-    ticket: &mut Ticket,
-    control: &Control,
+    task: &mut Task<'_>,
 ) -> End {
-    let shared = Arc::clone(&ticket.shared);
-    let mut conn = new_session(&shared, addresses, ListenerKind::Starttls, None);
+    let endpoint = task.endpoint;
+    let shared = &endpoint.shared;
+    let mut conn = new_session(shared, addresses, ListenerKind::Starttls, None);
     if !early.is_empty() {
-        shared.stats.received(early.len());
+        endpoint.metrics.received(early.len());
         conn.receive(early, Instant::now());
     }
-    match drive(&mut tcp, &mut conn, ticket, control).await {
+    match drive(&mut tcp, &mut conn, task).await {
         Stop::StartTls => {}
         Stop::End(end) => return end,
     }
     // `<proceed/>` must reach the client before the handshake; both share the deadline.
     let upgrade = async {
-        write_pending(&mut tcp, &mut conn, &shared.stats).await?;
+        write_pending(&mut tcp, &mut conn, &endpoint.metrics).await?;
         shared.tls.starttls.accept(tcp).await
     };
-    let mut stream = match Box::pin(handshake(upgrade, ticket, control)).await {
+    let mut stream = match Box::pin(handshake(upgrade, task)).await {
         Ok(stream) => stream,
         Err(end) => return end,
     };
     conn.tls_established(tls::info(stream.get_mut().1));
-    match drive(&mut stream, &mut conn, ticket, control).await {
+    match drive(&mut stream, &mut conn, task).await {
         Stop::StartTls => End::UnexpectedStartTls,
         Stop::End(end) => end,
     }
@@ -354,18 +220,17 @@ async fn direct_tls(
     tcp: TcpStream,
     addresses: Addresses,
     early: Vec<u8>,
-    ticket: &mut Ticket,
-    control: &Control,
+    task: &mut Task<'_>,
 ) -> End {
-    let shared = Arc::clone(&ticket.shared);
+    let shared = &task.endpoint.shared;
     let accept = shared.tls.direct.accept(Rewind::new(tcp, early));
-    let mut stream = match Box::pin(handshake(accept, ticket, control)).await {
+    let mut stream = match Box::pin(handshake(accept, task)).await {
         Ok(stream) => stream,
         Err(end) => return end,
     };
     let info = tls::info(stream.get_mut().1);
-    let mut conn = new_session(&shared, addresses, ListenerKind::DirectTls, Some(info));
-    match drive(&mut stream, &mut conn, ticket, control).await {
+    let mut conn = new_session(shared, addresses, ListenerKind::DirectTls, Some(info));
+    match drive(&mut stream, &mut conn, task).await {
         Stop::StartTls => End::UnexpectedStartTls,
         Stop::End(end) => end,
     }
@@ -374,27 +239,26 @@ async fn direct_tls(
 /// Runs a TLS handshake under the handshake timeout, abandoning it on forced shutdown.
 async fn handshake<T>(
     handshake: impl Future<Output = io::Result<T>>,
-    ticket: &mut Ticket,
-    control: &Control,
+    task: &mut Task<'_>,
 ) -> Result<T, End> {
-    let timeout = ticket.shared.tls_handshake_timeout;
+    let timeout = task.endpoint.shared.tls_handshake_timeout;
     tokio::select! {
         result = tokio::time::timeout(timeout, handshake) => match result {
             Ok(Ok(stream)) => {
-                ticket.tls(TlsOutcome::Ok);
+                task.tls(TlsOutcome::Ok);
                 Ok(stream)
             }
             Ok(Err(error)) => {
-                ticket.tls(TlsOutcome::of_error(&error));
+                task.tls(TlsOutcome::of_error(&error));
                 Err(End::TlsFailed(error))
             }
             Err(_) => {
-                ticket.tls(TlsOutcome::Timeout);
-                ticket.limit(Limit::TlsHandshakeTimeout, "TLS handshake not finished in time");
+                task.tls(TlsOutcome::Timeout);
+                task.ticket.limit(LimitTrigger::TlsHandshakeTimeout, "TLS handshake not finished in time");
                 Err(End::TlsTimeout)
             }
         },
-        () = control.forced() => Err(End::Forced),
+        () = task.control.forced() => Err(End::Forced),
     }
 }
 
@@ -415,20 +279,27 @@ enum Step {
 
 /// IQ answers not yet written, for the latency histogram, and the byte counts.
 struct Replies<'a> {
-    stats: &'a Stats,
+    metrics: &'a SessionMetrics,
     /// When the read completing the oldest unwritten answer returned.
     since: Option<Instant>,
     pending: u32,
+    /// Failed SASL attempts answered since the last look, for the per-address delay.
+    failed_logins: u32,
 }
 
 impl Replies<'_> {
     /// `bytes` were read at `at` and the session reported `counts` for them.
     fn received(&mut self, bytes: usize, counts: &Counts, at: Instant) {
-        self.stats.received(bytes);
+        self.metrics.received(bytes);
         if counts.is_empty() {
             return;
         }
-        self.stats.record(counts);
+        self.metrics.record(counts);
+        self.failed_logins += counts
+            .sasl()
+            .filter(|&(_, outcome, _)| outcome == SaslOutcome::NotAuthorized)
+            .map(|(_, _, n)| n)
+            .sum::<u32>();
         let answered = counts.answered();
         if answered > 0 {
             self.pending = self.pending.saturating_add(answered);
@@ -437,28 +308,30 @@ impl Replies<'_> {
     }
 
     fn sent(&self, bytes: usize) {
-        self.stats.sent(bytes);
+        self.metrics.sent(bytes);
     }
 
     /// All output reached the socket: the pending answers are written.
     fn flushed(&mut self) {
         if let Some(since) = self.since.take() {
-            self.stats.answered(since.elapsed(), self.pending);
+            self.metrics.answered(since.elapsed(), self.pending);
             self.pending = 0;
         }
     }
 }
 
 /// Runs the session over `io` until it closes or asks for STARTTLS.
-async fn drive<S>(io: &mut S, conn: &mut Connection, ticket: &mut Ticket, control: &Control) -> Stop
+async fn drive<S>(io: &mut S, conn: &mut Connection, task: &mut Task<'_>) -> Stop
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let shared = Arc::clone(&ticket.shared);
+    let metrics = &*task.endpoint.metrics;
+    let control = task.control;
     let mut replies = Replies {
-        stats: &shared.stats,
+        metrics,
         since: None,
         pending: 0,
+        failed_logins: 0,
     };
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
@@ -466,29 +339,45 @@ where
     let mut eof = false;
     loop {
         while let Some(event) = conn.poll_event() {
+            let ticket = &mut *task.ticket;
             match event {
                 Event::StartTls => return Stop::StartTls,
                 Event::Authenticated { bare_jid } => {
                     ticket.moved(SessionState::Authenticated);
-                    debug!(client = %ticket.client, jid = %bare_jid, "authenticated");
+                    debug!(client = %ticket.client(), jid = %bare_jid, "authenticated");
                 }
                 Event::Bound { full_jid } => {
-                    debug!(client = %ticket.client, jid = %full_jid, "resource bound");
+                    debug!(client = %ticket.client(), jid = %full_jid, "resource bound");
                     ticket.bind(full_jid);
                 }
-                Event::Close(reason) => {
-                    if let CloseReason::StreamError { condition, .. } = &reason {
-                        ticket.shared.stats.stream_error(condition);
+                Event::CheckPassword(check) => {
+                    metrics.password_checked();
+                    // Boxed, as closing is: a check's state need not live in every idle
+                    // connection's task.
+                    if let Err(end) = Box::pin(check_password(conn, check, task)).await {
+                        return Stop::End(end);
                     }
-                    if let Some(limit) = limit_of(&reason, ticket.bound.is_some()) {
-                        ticket.limit(limit, &End::Session(reason.clone()).to_string());
+                    let now = Instant::now();
+                    replies.received(0, &conn.take_counts(), now);
+                }
+                Event::Close(reason) => {
+                    if let CloseReason::StreamError(cause) = reason {
+                        metrics.stream_error(cause.condition());
+                    }
+                    if let Some(limit) = limit_of(&reason) {
+                        ticket.limit(limit, &End::Session(reason).to_string());
                     }
                     // Boxed: closing happens once, so its state need not live in every
                     // idle connection's task.
-                    Box::pin(finish(io, conn, &reason, &shared.stats)).await;
+                    Box::pin(finish(io, conn, &reason, metrics)).await;
                     return Stop::End(End::Session(reason));
                 }
             }
+        }
+        if std::mem::take(&mut replies.failed_logins) > 0
+            && let Err(end) = Box::pin(delay_failure(task, metrics)).await
+        {
+            return Stop::End(end);
         }
         if eof {
             return Stop::End(End::PeerClosed);
@@ -543,6 +432,40 @@ where
     }
 }
 
+/// Runs a PLAIN password check on the pool and hands the verdict to the session.
+async fn check_password(
+    conn: &mut Connection,
+    check: Box<session::sasl::PasswordCheck>,
+    task: &Task<'_>,
+) -> Result<(), End> {
+    let verdict = tokio::select! {
+        verdict = task.endpoint.shared.passwords.run(*check) => verdict,
+        () = task.control.forced() => return Err(End::Forced),
+    };
+    let verdict = verdict.ok_or_else(|| End::Io(io::Error::other("password check panicked")))?;
+    conn.password_checked(verdict, Instant::now());
+    Ok(())
+}
+
+/// Holds a failed login's answer for the delay its address has earned.
+async fn delay_failure(task: &Task<'_>, metrics: &SessionMetrics) -> Result<(), End> {
+    let client = task.ticket.client().ip();
+    let delay = task
+        .endpoint
+        .shared
+        .auth_failures
+        .failed(client, Instant::now());
+    if delay.is_zero() {
+        return Ok(());
+    }
+    metrics.auth_delayed(delay);
+    debug!(%client, ?delay, "failed login: answer delayed");
+    tokio::select! {
+        () = tokio::time::sleep(delay) => Ok(()),
+        () = task.control.forced() => Err(End::Forced),
+    }
+}
+
 /// Polls everything a connection waits on at once: requests, writing, reading, the timer.
 fn poll_step<S>(
     cx: &mut Context<'_>,
@@ -579,22 +502,29 @@ where
         Poll::Ready(Ok(())) | Poll::Pending => {}
     }
     // Keep reading even when output is stuck: the session needs the input to notice a
-    // client that sends without reading (OutputOverflow) instead of stalling.
-    let mut chunk = [0u8; READ_CHUNK];
-    let mut buf = ReadBuf::new(&mut chunk);
-    match Pin::new(&mut *io).poll_read(cx, &mut buf) {
-        Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Step::Eof),
-        Poll::Ready(Ok(())) => {
-            let now = Instant::now();
-            conn.receive(buf.filled(), now);
-            replies.received(buf.filled().len(), &conn.take_counts(), now);
-            return Poll::Ready(Step::Progress);
+    // client that sends without reading (OutputOverflow) instead of stalling. Only a
+    // session whose rate budget is spent is not read (the timer ends the pause), so
+    // TCP pushes back on the client.
+    if conn.read_paused_until().is_none() {
+        let mut chunk = [0u8; READ_CHUNK];
+        let mut buf = ReadBuf::new(&mut chunk);
+        match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Step::Eof),
+            Poll::Ready(Ok(())) => {
+                let now = Instant::now();
+                conn.receive(buf.filled(), now);
+                replies.received(buf.filled().len(), &conn.take_counts(), now);
+                return Poll::Ready(Step::Progress);
+            }
+            Poll::Ready(Err(error)) => return Poll::Ready(Step::Error(error)),
+            Poll::Pending => {}
         }
-        Poll::Ready(Err(error)) => return Poll::Ready(Step::Error(error)),
-        Poll::Pending => {}
     }
     if timer_armed && timer.poll(cx).is_ready() {
-        conn.handle_timeout(Instant::now());
+        let now = Instant::now();
+        conn.handle_timeout(now);
+        // A pause that ended takes in held input: its answers count like a read's.
+        replies.received(0, &conn.take_counts(), now);
         return Poll::Ready(Step::Progress);
     }
     if wrote {
@@ -608,7 +538,7 @@ where
 async fn write_pending<S: AsyncWrite + Unpin>(
     io: &mut S,
     conn: &mut Connection,
-    stats: &Stats,
+    metrics: &SessionMetrics,
 ) -> io::Result<()> {
     while !conn.pending_output().is_empty() {
         let n = io.write(conn.pending_output()).await?;
@@ -616,7 +546,7 @@ async fn write_pending<S: AsyncWrite + Unpin>(
             return Err(io::ErrorKind::WriteZero.into());
         }
         conn.output_written(n);
-        stats.sent(n);
+        metrics.sent(n);
     }
     io.flush().await
 }
@@ -627,13 +557,13 @@ async fn finish<S: AsyncWrite + Unpin>(
     io: &mut S,
     conn: &mut Connection,
     reason: &CloseReason,
-    stats: &Stats,
+    metrics: &SessionMetrics,
 ) {
     if *reason == CloseReason::OutputOverflow {
         return;
     }
     let close = async {
-        write_pending(io, conn, stats).await?;
+        write_pending(io, conn, metrics).await?;
         io.shutdown().await
     };
     if let Ok(Err(error)) = tokio::time::timeout(CLOSE_TIMEOUT, close).await {
@@ -643,9 +573,11 @@ async fn finish<S: AsyncWrite + Unpin>(
 
 #[cfg(test)]
 mod tests {
+    use prometheus_client::registry::Registry;
+
     use super::*;
-    use crate::limits::ConnLimits;
-    use crate::registry::Registry;
+    use crate::admission::Admission;
+    use crate::listener;
     use crate::users::UserStore;
 
     /// Idle sessions must stay cheap: the task's own state beyond the session and the TLS
@@ -655,33 +587,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let domains = vec!["localhost".to_owned()];
         let (accounts, _) = UserStore::open(&dir.path().join("users.toml"), &domains).unwrap();
+        let mut registry = Registry::default();
+        let metrics = listener::Metrics::register(&mut registry);
         let shared = Arc::new(Shared {
             session_config: Arc::new(session::Config::default()),
             accounts: Arc::new(accounts),
             tls: tls::acceptors(&crate::config::TlsConfig::default(), &domains).unwrap(),
-            limits: ConnLimits::new(10, 10),
-            registry: Registry::default(),
-            stats: Arc::new(Stats::register(
-                &mut prometheus_client::registry::Registry::default(),
-            )),
+            admission: Arc::new(Admission::new(10, 10, &mut registry)),
             tls_handshake_timeout: Duration::from_secs(1),
+            auth_failures: crate::auth_failures::AuthFailures::new(
+                crate::config::LimitsConfig::default().auth_failure_policy(),
+            ),
+            passwords: crate::password_pool::PasswordPool::new(1),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let _client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (stream, peer) = listener.accept().await.unwrap();
-        let (id, control) = shared.registry.register();
-        let ticket = Ticket {
-            counters: shared.stats.listener(ListenerKind::Starttls, peer),
-            shared: Arc::clone(&shared),
-            id,
-            client: peer,
-            per_ip: true,
-            state: SessionState::PreTls,
-            bound: None,
-        };
-        let task = serve(stream, ListenerKind::Starttls, None, ticket, control);
+        let config = crate::config::ListenerConfig::new(
+            ListenerKind::Starttls,
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        let bound = listener::bind(&config, None).unwrap().remove(0);
+        let address = bound.listener.local_addr().unwrap();
+        let serving = listener::Listener::new(bound, address, &metrics, &shared);
+        let socket = tokio::net::TcpListener::from_std(serving.socket).unwrap();
+        let _client = TcpStream::connect(address).await.unwrap();
+        let (stream, peer) = socket.accept().await.unwrap();
+        let (ticket, control) = shared.admission.admit(peer, true).unwrap();
+        let task = serve(stream, serving.endpoint, ticket, control);
         let needed =
             size_of::<Connection>() + size_of::<tokio_rustls::server::TlsStream<TcpStream>>();
         let overhead = size_of_val(&task) - needed;

@@ -56,15 +56,6 @@ impl Histogram {
             .sum_nanos
             .fetch_add(nanos.saturating_mul(n), Ordering::Relaxed);
     }
-
-    /// Observations so far.
-    pub fn count(&self) -> u64 {
-        self.0
-            .counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum()
-    }
 }
 
 impl TypedMetric for Histogram {
@@ -109,7 +100,6 @@ mod tests {
         histogram.observe(Duration::from_micros(10), 1);
         histogram.observe(Duration::from_micros(11), 2);
         histogram.observe(Duration::from_secs(60), 1);
-        assert_eq!(histogram.count(), 4);
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         for line in [

@@ -1,5 +1,6 @@
-//! Listening sockets (socket2, for backlog, SO_REUSEADDR and SO_REUSEPORT) and the accept
-//! loops, which survive descriptor exhaustion by backing off instead of failing.
+//! The XMPP listening sockets and their accept loops, which survive descriptor
+//! exhaustion by backing off instead of failing, and the listener counters
+//! (`xmpp_edge_connections_accepted_total`, `xmpp_edge_connections_closed_total`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -7,15 +8,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::admission::LimitTrigger;
+use crate::close::Ended;
 use crate::config::{ListenerConfig, ListenerKind};
-use crate::proxy::ProxyListener;
-use crate::server::Shared;
-use crate::stats::{Limit, ListenerStats};
+use crate::conn::{self, Endpoint, SessionMetrics};
+use crate::metrics::{self, ListenerLabels, PerListener};
+use crate::proxy_listener::ProxyListener;
+use crate::socket;
+use crate::state::Shared;
+use crate::tls::{self, TlsOutcome};
 
 /// First pause after an accept failed for lack of descriptors or memory.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -41,7 +49,7 @@ pub fn bind(config: &ListenerConfig, proxy: Option<Arc<ProxyListener>>) -> io::R
     let mut address = config.address;
     let mut bound = Vec::new();
     for _ in 0..count {
-        let listener = bind_one(address, config.backlog, reuse_port)?;
+        let listener = socket::bind(address, config.backlog, reuse_port)?;
         address = listener.local_addr()?;
         bound.push(Bound {
             kind: config.kind,
@@ -52,32 +60,69 @@ pub fn bind(config: &ListenerConfig, proxy: Option<Arc<ProxyListener>>) -> io::R
     Ok(bound)
 }
 
-/// A non-blocking listening socket: SO_REUSEADDR (and SO_REUSEPORT when asked), IPv6
-/// sockets IPv6-only, TCP_NODELAY inherited by accepted sockets. The admin listener uses
-/// it too.
-pub(crate) fn bind_one(
-    address: SocketAddr,
-    backlog: u32,
-    reuse_port: bool,
-) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(
-        Domain::for_address(address),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
+/// What the listeners' connections count: the listener counters, and what the
+/// connection tasks count (TLS handshakes per address, the sessions).
+#[derive(Debug)]
+pub struct Metrics {
+    accepted: Family<ListenerLabels, Counter>,
+    closed: PerListener<Ended>,
+    handshakes: PerListener<TlsOutcome>,
+    sessions: Arc<SessionMetrics>,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let accepted = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "xmpp_edge_connections_accepted",
+            "Connections accepted, before admission limits",
+            accepted.clone(),
+        );
+        let closed = PerListener::register(
+            registry,
+            "xmpp_edge_connections_closed",
+            "Connections ended (or refused at admission), by reason",
+            "reason",
+        );
+        let handshakes = tls::register_handshakes(registry);
+        let sessions = Arc::new(SessionMetrics::register(registry));
+        Self {
+            accepted,
+            closed,
+            handshakes,
+            sessions,
+        }
     }
-    if address.is_ipv6() {
-        // So `[::]:5222` and `0.0.0.0:5222` can be separate listeners.
-        socket.set_only_v6(true)?;
+}
+
+/// A bound socket with everything its accept loop needs.
+#[derive(Debug)]
+pub struct Listener {
+    pub socket: std::net::TcpListener,
+    /// `xmpp_edge_connections_accepted_total` of its address.
+    pub accepted: Counter,
+    pub endpoint: Arc<Endpoint>,
+}
+
+impl Listener {
+    /// Readies `bound`, whose address is `address`, to serve with `shared`; the counters of
+    /// that address are resolved here, once.
+    pub fn new(bound: Bound, address: SocketAddr, metrics: &Metrics, shared: &Arc<Shared>) -> Self {
+        let endpoint = Endpoint {
+            kind: bound.kind,
+            proxy: bound.proxy,
+            shared: Arc::clone(shared),
+            metrics: Arc::clone(&metrics.sessions),
+            handshakes: metrics.handshakes.resolve(bound.kind, address),
+            closed: metrics.closed.resolve(bound.kind, address),
+        };
+        let labels = metrics::listener_labels(bound.kind, address);
+        Self {
+            socket: bound.listener,
+            accepted: metrics.accepted.get_or_create(&labels).clone(),
+            endpoint: Arc::new(endpoint),
+        }
     }
-    socket.set_tcp_nodelay(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&address.into())?;
-    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    Ok(socket.into())
 }
 
 /// Whether an accept error means the process or system is out of a resource (as opposed
@@ -103,15 +148,15 @@ fn is_connection_error(error: &io::Error) -> bool {
     )
 }
 
-/// Accepts until `stop` turns true, handing each connection to admission.
+/// Accepts on `listener` (the tokio form of `socket`) until `stop` turns true, handing
+/// each connection to admission.
 pub async fn accept_loop(
     listener: TcpListener,
-    kind: ListenerKind,
-    proxy: Option<Arc<ProxyListener>>,
-    counters: Arc<ListenerStats>,
-    shared: Arc<Shared>,
+    accepted_total: Counter,
+    endpoint: Arc<Endpoint>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let kind = endpoint.kind;
     let mut backoff = BACKOFF_MIN;
     let mut last_log: Option<Instant> = None;
     let mut suppressed = 0u64;
@@ -124,10 +169,13 @@ pub async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = BACKOFF_MIN;
-                crate::conn::admit(&shared, stream, peer, kind, proxy.as_ref(), &counters);
+                admit(&endpoint, &accepted_total, stream, peer);
             }
             Err(error) if is_resource_exhaustion(&error) => {
-                shared.stats.limit(Limit::AcceptResources);
+                endpoint
+                    .shared
+                    .admission
+                    .triggered(LimitTrigger::AcceptResources);
                 if last_log.is_none_or(|at| at.elapsed() >= LOG_INTERVAL) {
                     warn!(
                         listener = %kind, %error, retry_in = ?backoff, suppressed,
@@ -157,6 +205,33 @@ pub async fn accept_loop(
             }
         }
     }
+}
+
+/// Admits an accepted connection against the limits and starts its task; refused
+/// connections are closed at once. On a PROXY listener the peer must be a trusted
+/// balancer, and the per-address limit waits for the client address in the header.
+fn admit(endpoint: &Arc<Endpoint>, accepted_total: &Counter, stream: TcpStream, peer: SocketAddr) {
+    accepted_total.inc();
+    let kind = endpoint.kind;
+    if let Some(proxy) = &endpoint.proxy
+        && !proxy.admits(peer, kind)
+    {
+        endpoint.closed.inc(Ended::ProxyHeader);
+        return;
+    }
+    let per_ip = endpoint.proxy.is_none();
+    let (ticket, control) = match endpoint.shared.admission.admit(peer, per_ip) {
+        Ok(admitted) => admitted,
+        Err(limit) => {
+            endpoint.closed.inc(Ended::Refused);
+            warn!(client = %peer, listener = %kind, ?limit, "limit triggered: connection refused");
+            return;
+        }
+    };
+    if let Err(error) = stream.set_nodelay(true) {
+        debug!(client = %peer, %error, "cannot set TCP_NODELAY");
+    }
+    tokio::spawn(conn::serve(stream, Arc::clone(endpoint), ticket, control));
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -13,15 +12,19 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::admin;
+use prometheus_client::registry::Registry;
+
+use crate::admin::{self, Readiness};
+use crate::admission::Admission;
+use crate::auth_failures::AuthFailures;
 use crate::config::{Config, ListenerKind, ShutdownConfig};
-use crate::limits::{self, ConnLimits};
-use crate::listener::{self, Bound};
+use crate::limits;
+use crate::listener::{self, Listener};
+use crate::password_pool::PasswordPool;
 use crate::process::ProcessCollector;
-use crate::proxy::ProxyListener;
-use crate::registry::Registry;
-use crate::stats::{ListenerStats, Stats};
-use crate::tls::{self, Acceptors, TlsError};
+use crate::proxy_listener::{HeaderMetrics, ProxyListener};
+use crate::state::Shared;
+use crate::tls::{self, TlsError};
 use crate::users::{LoadReport, UserStore, UsersError};
 use crate::{config::ConfigError, shutdown};
 
@@ -45,29 +48,15 @@ pub enum Error {
     Signal(io::Error),
 }
 
-/// What every connection task needs, shared read-only (counters and tables are
-/// internally synchronised).
-#[derive(Debug)]
-pub struct Shared {
-    pub session_config: Arc<session::Config>,
-    pub accounts: Arc<UserStore>,
-    pub tls: Acceptors,
-    pub limits: ConnLimits,
-    pub registry: Registry,
-    pub stats: Arc<Stats>,
-    pub tls_handshake_timeout: Duration,
-}
-
 /// A server whose listeners are bound but not yet accepting, so callers (tests) can learn
 /// the addresses of `:0` listeners before serving.
 #[derive(Debug)]
 pub struct Server {
     shared: Arc<Shared>,
-    listeners: Vec<Bound>,
-    /// The counters of each entry in `listeners`.
-    listener_stats: Vec<Arc<ListenerStats>>,
+    listeners: Vec<Listener>,
     /// Every metric, for the admin endpoint; created here at start, never global.
-    metrics: Arc<prometheus_client::registry::Registry>,
+    metrics: Arc<Registry>,
+    readiness: Readiness,
     /// The admin endpoint's socket, unless `[admin]` is disabled.
     admin: Option<std::net::TcpListener>,
     shutdown: ShutdownConfig,
@@ -78,9 +67,9 @@ impl Server {
     /// descriptor limit and binds every listener and the admin endpoint.
     pub fn bind(config: Config) -> Result<Self, Error> {
         config.validate().map_err(Error::Invalid)?;
-        let mut metrics = prometheus_client::registry::Registry::default();
-        let stats = Arc::new(Stats::register(&mut metrics));
-        metrics.register_collector(Box::new(ProcessCollector::new()));
+        let mut metrics = Registry::default();
+        let listener_metrics = listener::Metrics::register(&mut metrics);
+        let proxy_metrics = Arc::new(HeaderMetrics::register(&mut metrics));
         let fd_limit = limits::raise_fd_limit();
         let max_connections = limits::max_connections(config.limits.max_connections, fd_limit);
         if let Some(fd_limit) = fd_limit
@@ -91,6 +80,13 @@ impl Server {
                 fd_limit, "limits.max_connections exceeds the file descriptor limit"
             );
         }
+        let admission = Admission::new(
+            max_connections,
+            config.limits.max_connections_per_ip,
+            &mut metrics,
+        );
+        let readiness = Readiness::register(&mut metrics);
+        metrics.register_collector(Box::new(ProcessCollector::new()));
         let tls = tls::acceptors(&config.tls, &config.domains)?;
         if tls.self_signed {
             warn!(
@@ -100,24 +96,23 @@ impl Server {
         }
         let (accounts, report) = UserStore::open(&config.users_file, &config.domains)?;
         log_users(&config.users_file.display().to_string(), &report);
-        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
         for (i, listener_config) in config.listeners.iter().enumerate() {
             let address = listener_config.address;
-            let proxy = ProxyListener::from_config(listener_config)
+            let proxy = ProxyListener::from_config(listener_config, &proxy_metrics)
                 .map_err(|e| Error::Invalid(format!("`listeners[{i}].proxy_trusted`: {e}")))?;
-            listeners.extend(
+            bound.extend(
                 listener::bind(listener_config, proxy.map(Arc::new))
                     .map_err(|source| Error::Bind { address, source })?,
             );
         }
-        let listener_stats = listeners
+        let addresses = bound
             .iter()
             .map(|bound| {
-                let address = bound.listener.local_addr().map_err(|source| Error::Bind {
+                bound.listener.local_addr().map_err(|source| Error::Bind {
                     address: SocketAddr::from(([0, 0, 0, 0], 0)),
                     source,
-                })?;
-                Ok(stats.listener(bound.kind, address))
+                })
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let admin = if config.admin.enabled {
@@ -126,22 +121,26 @@ impl Server {
         } else {
             None
         };
-        stats.set_connection_limit(max_connections);
-        let shared = Shared {
+        let shared = Arc::new(Shared {
             session_config: Arc::new(config.session_config()),
             accounts: Arc::new(accounts),
             tls,
-            limits: ConnLimits::new(max_connections, config.limits.max_connections_per_ip),
-            registry: Registry::default(),
-            stats,
+            admission: Arc::new(admission),
             tls_handshake_timeout: config.limits.tls_handshake_timeout,
-        };
+            auth_failures: AuthFailures::new(config.limits.auth_failure_policy()),
+            passwords: PasswordPool::new(config.limits.password_check_threads()),
+        });
+        let listeners = bound
+            .into_iter()
+            .zip(addresses)
+            .map(|(bound, address)| Listener::new(bound, address, &listener_metrics, &shared))
+            .collect();
         info!(max_connections, domains = ?config.domains, "server ready");
         Ok(Self {
-            shared: Arc::new(shared),
+            shared,
             listeners,
-            listener_stats,
             metrics: Arc::new(metrics),
+            readiness,
             admin,
             shutdown: config.shutdown,
         })
@@ -151,13 +150,13 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<(ListenerKind, SocketAddr)> {
         self.listeners
             .iter()
-            .filter_map(|bound| Some((bound.kind, bound.listener.local_addr().ok()?)))
+            .filter_map(|l| Some((l.endpoint.kind, l.socket.local_addr().ok()?)))
             .collect()
     }
 
-    /// The counters this server updates.
-    pub fn stats(&self) -> Arc<Stats> {
-        Arc::clone(&self.shared.stats)
+    /// Every metric this server updates, as its admin endpoint's `/metrics` shows them.
+    pub fn metrics(&self) -> Arc<Registry> {
+        Arc::clone(&self.metrics)
     }
 
     /// The admin endpoint's address, if it is enabled.
@@ -183,7 +182,7 @@ impl Server {
                 Some(tokio::spawn(admin::serve(
                     listener,
                     self.metrics,
-                    Arc::clone(&self.shared.stats),
+                    self.readiness.clone(),
                     admin_stop_rx,
                 )))
             }
@@ -191,27 +190,30 @@ impl Server {
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut accept_loops = JoinSet::new();
-        for (bound, counters) in self.listeners.into_iter().zip(self.listener_stats) {
-            let address = bound.listener.local_addr().map_err(|source| Error::Bind {
+        for Listener {
+            socket,
+            accepted,
+            endpoint,
+        } in self.listeners
+        {
+            let address = socket.local_addr().map_err(|source| Error::Bind {
                 address: SocketAddr::from(([0, 0, 0, 0], 0)),
                 source,
             })?;
-            let listener = TcpListener::from_std(bound.listener)
-                .map_err(|source| Error::Bind { address, source })?;
+            let listener =
+                TcpListener::from_std(socket).map_err(|source| Error::Bind { address, source })?;
             info!(
-                listener = %bound.kind, %address, proxy_protocol = bound.proxy.is_some(),
+                listener = %endpoint.kind, %address, proxy_protocol = endpoint.proxy.is_some(),
                 "listening"
             );
             accept_loops.spawn(listener::accept_loop(
                 listener,
-                bound.kind,
-                bound.proxy,
-                counters,
-                Arc::clone(&self.shared),
+                accepted,
+                endpoint,
                 stop_rx.clone(),
             ));
         }
-        self.shared.stats.set_ready(true);
+        self.readiness.set(true);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -221,15 +223,16 @@ impl Server {
         }
         // Not ready from here on, so balancers send new clients elsewhere while the
         // sessions here drain.
-        self.shared.stats.set_ready(false);
+        self.readiness.set(false);
+        let sessions = self.shared.admission.sessions();
         info!(
-            connections = self.shared.registry.len(),
+            connections = sessions.len(),
             "shutting down: no longer accepting"
         );
         // Send errors only mean every accept loop is gone already.
         let _ = stop_tx.send(true);
         while accept_loops.join_next().await.is_some() {}
-        shutdown::drain(&self.shared.registry, &self.shutdown).await;
+        shutdown::drain(sessions, &self.shutdown).await;
         // The admin endpoint lasts through the drain, so /readyz and /metrics show it.
         let _ = admin_stop_tx.send(true);
         if let Some(task) = admin_task {

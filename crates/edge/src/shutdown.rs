@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::config::ShutdownConfig;
-use crate::registry::{Registry, Request};
+use crate::sessions::{Request, SessionTable};
 
 /// How often draining checks whether connections are gone.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -32,32 +32,32 @@ pub fn termination() -> io::Result<impl Future<Output = ()>> {
 
 /// Waits for the connections to end: on their own during the grace period, then after
 /// `<system-shutdown/>`, then by force.
-pub async fn drain(registry: &Registry, config: &ShutdownConfig) {
-    info!(connections = registry.len(), grace_period = ?config.grace_period, "draining");
-    if wait_empty(registry, config.grace_period).await {
+pub async fn drain(sessions: &SessionTable, config: &ShutdownConfig) {
+    info!(connections = sessions.len(), grace_period = ?config.grace_period, "draining");
+    if wait_empty(sessions, config.grace_period).await {
         return;
     }
     info!(
-        connections = registry.len(),
+        connections = sessions.len(),
         "grace period over: closing sessions with system-shutdown"
     );
-    registry.broadcast(Request::Shutdown);
-    if wait_empty(registry, config.force_after).await {
+    sessions.broadcast(Request::Shutdown);
+    if wait_empty(sessions, config.force_after).await {
         return;
     }
     warn!(
-        connections = registry.len(),
+        connections = sessions.len(),
         "connections still open: closing them by force"
     );
-    registry.broadcast(Request::Force);
-    wait_empty(registry, FORCE_WAIT).await;
+    sessions.broadcast(Request::Force);
+    wait_empty(sessions, FORCE_WAIT).await;
 }
 
-/// Whether the registry emptied within `within`.
-async fn wait_empty(registry: &Registry, within: Duration) -> bool {
+/// Whether the table emptied within `within`.
+async fn wait_empty(sessions: &SessionTable, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     loop {
-        if registry.is_empty() {
+        if sessions.is_empty() {
             return true;
         }
         let now = Instant::now();
@@ -74,24 +74,24 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn drain_escalates_to_shutdown_then_force() {
-        let registry = std::sync::Arc::new(Registry::default());
-        let (id, control) = registry.register();
+        let sessions = std::sync::Arc::new(SessionTable::default());
+        let (id, control) = sessions.register();
         let config = ShutdownConfig {
             grace_period: Duration::from_secs(2),
             force_after: Duration::from_secs(1),
         };
         let worker = {
-            let registry = std::sync::Arc::clone(&registry);
+            let sessions = std::sync::Arc::clone(&sessions);
             tokio::spawn(async move {
                 control.forced().await;
                 assert!(control.take(Request::Shutdown));
-                registry.remove(id, None);
+                sessions.remove(id, None);
             })
         };
         let started = Instant::now();
-        drain(&registry, &config).await;
+        drain(&sessions, &config).await;
         assert!(started.elapsed() >= Duration::from_secs(3));
         worker.await.unwrap();
-        assert!(registry.is_empty());
+        assert!(sessions.is_empty());
     }
 }

@@ -1,9 +1,11 @@
-//! TLS server configuration (rustls with the ring provider) and what a finished handshake
-//! tells the session.
+//! TLS server configuration (rustls with the ring provider), what a finished handshake
+//! tells the session, and how handshakes end (`xmpp_edge_tls_handshakes_total`).
 
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+use prometheus_client::registry::Registry;
 use rustls::ServerConfig;
 use rustls::server::ServerConnection;
 use rustls_pki_types::pem::PemObject;
@@ -13,6 +15,7 @@ use session::sasl::TLS_EXPORTER_LABEL;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsConfig;
+use crate::metrics::{PerListener, label_enum};
 
 /// ALPN protocol of XMPP client connections over direct TLS (XEP-0368).
 pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
@@ -38,6 +41,61 @@ impl std::fmt::Debug for Acceptors {
             .field("self_signed", &self.self_signed)
             .finish_non_exhaustive()
     }
+}
+
+label_enum! {
+    /// How a TLS handshake ended.
+    TlsOutcome {
+        Ok => "ok",
+        /// Not finished within `limits.tls_handshake_timeout`.
+        Timeout => "timeout",
+        /// The client went away mid-handshake.
+        Closed => "closed",
+        /// Bytes that are not TLS (such as plaintext XMPP on the direct TLS port).
+        BadMessage => "bad_message",
+        /// No protocol version, cipher suite or ALPN protocol in common.
+        Incompatible => "incompatible",
+        /// The client sent an alert, typically because it does not trust the certificate.
+        AlertReceived => "alert_received",
+        Other => "other",
+    }
+}
+
+impl TlsOutcome {
+    /// The outcome a failed handshake's error stands for. tokio-rustls reports TLS errors
+    /// as `io::Error`s wrapping the `rustls::Error`.
+    pub fn of_error(error: &io::Error) -> Self {
+        use rustls::Error as E;
+        if let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<E>()) {
+            return match tls {
+                E::InvalidMessage(_)
+                | E::InappropriateMessage { .. }
+                | E::InappropriateHandshakeMessage { .. }
+                | E::DecryptError => Self::BadMessage,
+                E::PeerIncompatible(_) | E::NoApplicationProtocol => Self::Incompatible,
+                E::AlertReceived(_) => Self::AlertReceived,
+                _ => Self::Other,
+            };
+        }
+        match error.kind() {
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => Self::Closed,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Registers `xmpp_edge_tls_handshakes_total{listener,address,outcome}`; each listening
+/// address resolves its handles from it.
+pub fn register_handshakes(registry: &mut Registry) -> PerListener<TlsOutcome> {
+    PerListener::register(
+        registry,
+        "xmpp_edge_tls_handshakes",
+        "TLS handshakes, by outcome",
+        "outcome",
+    )
 }
 
 /// Why the TLS configuration could not be built.
@@ -157,5 +215,25 @@ mod tests {
         };
         let err = acceptors(&broken, &[]).unwrap_err().to_string();
         assert!(err.contains("cert.pem"), "{err}");
+    }
+
+    #[test]
+    fn tls_errors_are_classified() {
+        let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
+        assert_eq!(TlsOutcome::of_error(&eof), TlsOutcome::Closed);
+        let alert = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+        );
+        assert_eq!(TlsOutcome::of_error(&alert), TlsOutcome::AlertReceived);
+        let garbage = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        assert_eq!(TlsOutcome::of_error(&garbage), TlsOutcome::BadMessage);
+        assert_eq!(
+            TlsOutcome::of_error(&io::Error::other("weird")),
+            TlsOutcome::Other
+        );
     }
 }

@@ -262,7 +262,7 @@ async fn readyz_is_503_while_draining() {
         Some(1.0)
     );
     let closed = client.expect_closed(STEP_TIMEOUT).await;
-    assert!(closed.contains("<system-shutdown"), "{closed}");
+    assert_eq!(closed.stream_error(), Some("system-shutdown"), "{closed:?}");
     server.stop().await;
 }
 

@@ -85,7 +85,7 @@ async fn sigterm_shuts_down_gracefully() {
         "still accepting after SIGTERM"
     );
     let closed = client.expect_closed(Duration::from_secs(10)).await;
-    assert!(closed.contains("<system-shutdown"), "{closed}");
+    assert_eq!(closed.stream_error(), Some("system-shutdown"), "{closed:?}");
     assert!(
         signalled.elapsed() >= Duration::from_millis(900),
         "closed before the grace period"

@@ -18,12 +18,17 @@ async fn starttls_login_sic_disco_ping() {
     for v6 in [false, true] {
         let mut client = Client::connect(server.addr(ListenerKind::Starttls, v6)).await;
         let features = client.starttls(&connector).await;
-        assert!(features.contains("SCRAM-SHA-256"), "{features}");
+        assert!(
+            features.texts("mechanism").contains(&"SCRAM-SHA-256"),
+            "{features}"
+        );
         let features = client
             .scram("alice", PASSWORD, ScramHash::Sha256, false)
             .await;
         assert!(
-            features.contains("urn:ietf:params:xml:ns:xmpp-bind"),
+            features
+                .child("bind")
+                .is_some_and(|bind| bind.namespace == "urn:ietf:params:xml:ns:xmpp-bind"),
             "{features}"
         );
         let jid = client.bind("laptop").await;
@@ -34,16 +39,16 @@ async fn starttls_login_sic_disco_ping() {
         let answer = client
             .iq_get("sic0ip", "<ip xmlns='urn:xmpp:sic:0'/>")
             .await;
-        assert!(answer.contains(&format!(">{ip}</ip>")), "{answer}");
+        assert_eq!(answer.texts("ip"), [ip.as_str()], "{answer}");
         let answer = client
             .iq_get("sic0addr", "<address xmlns='urn:xmpp:sic:0'/>")
             .await;
-        assert!(answer.contains(&format!("<ip>{ip}</ip>")), "{answer}");
+        assert_eq!(answer.texts("ip"), [ip.as_str()], "{answer}");
         let answer = client
             .iq_get("sic1", "<address xmlns='urn:xmpp:sic:1'/>")
             .await;
-        assert!(answer.contains(&format!("<ip>{ip}</ip>")), "{answer}");
-        assert!(answer.contains(&format!("<port>{port}</port>")), "{answer}");
+        assert_eq!(answer.texts("ip"), [ip.as_str()], "{answer}");
+        assert_eq!(answer.texts("port"), [port.as_str()], "{answer}");
 
         let disco = client
             .iq_get(
@@ -51,20 +56,31 @@ async fn starttls_login_sic_disco_ping() {
                 "<query xmlns='http://jabber.org/protocol/disco#info'/>",
             )
             .await;
+        let features: Vec<&str> = disco
+            .all("feature")
+            .into_iter()
+            .filter_map(|f| f.attr("var"))
+            .collect();
         for feature in ["urn:xmpp:sic:1", "urn:xmpp:ping"] {
-            assert!(disco.contains(feature), "{disco}");
+            assert!(features.contains(&feature), "{disco}");
         }
         client.ping("ping1").await;
         client.send("</stream:stream>").await;
         client.expect_closed(common::STEP_TIMEOUT).await;
     }
-    eventually("connections to close", || {
-        server.stats.snapshot().connections_active == 0
-    })
-    .await;
-    let stats = server.stats.snapshot();
-    assert_eq!(stats.authenticated, 2);
-    assert_eq!(stats.closed_by_client, 2);
+    eventually("connections to close", || server.connections_active() == 0).await;
+    let scrape = server.scrape();
+    assert_eq!(
+        scrape.sum("xmpp_edge_sasl_total", &[("outcome", "success")]),
+        2
+    );
+    assert_eq!(
+        scrape.sum(
+            "xmpp_edge_connections_closed_total",
+            &[("reason", "client_closed")]
+        ),
+        2
+    );
     server.stop().await;
 }
 
@@ -78,15 +94,19 @@ async fn direct_tls_with_alpn_and_channel_binding() {
         let mut client = Client::connect_tls(addr, &fixture.tls(true)).await;
         assert_eq!(client.alpn.as_deref(), Some(&b"xmpp-client"[..]));
         let features = client.open_stream().await;
-        assert!(!features.contains("<starttls"), "{features}");
-        assert!(features.contains("SCRAM-SHA-256-PLUS"), "{features}");
+        assert!(features.child("starttls").is_none(), "{features}");
+        assert!(
+            features.texts("mechanism").contains(&"SCRAM-SHA-256-PLUS"),
+            "{features}"
+        );
         client.scram("bob", PASSWORD, ScramHash::Sha256, true).await;
         assert_eq!(client.bind("phone").await, "bob@localhost/phone");
         let answer = client
             .iq_get("sic1", "<address xmlns='urn:xmpp:sic:1'/>")
             .await;
-        assert!(
-            answer.contains(&format!("<port>{}</port>", client.local.port())),
+        assert_eq!(
+            answer.texts("port"),
+            [client.local.port().to_string().as_str()],
             "{answer}"
         );
     }
@@ -121,7 +141,7 @@ async fn wrong_password_is_refused() {
         ))
         .await;
     let failure = client.expect("failure").await;
-    assert!(failure.contains("not-authorized"), "{failure}");
+    assert_eq!(failure.condition(), Some("not-authorized"), "{failure}");
     server.stop().await;
 }
 
@@ -135,9 +155,9 @@ async fn rebinding_a_resource_replaces_the_older_session() {
     let mut first = Client::login(addr, &connector, "alice", "desk").await;
     let mut second = Client::login(addr, &connector, "alice", "desk").await;
     let closed = first.expect_closed(common::STEP_TIMEOUT).await;
-    assert!(closed.contains("<conflict"), "{closed}");
+    assert_eq!(closed.stream_error(), Some("conflict"), "{closed:?}");
     second.ping("still-there").await;
-    assert_eq!(server.stats.snapshot().replaced, 1);
+    assert_eq!(server.metric("xmpp_edge_sessions_replaced_total", &[]), 1);
     server.stop().await;
 }
 
@@ -155,17 +175,15 @@ async fn per_ip_connection_limit() {
         kept.push(client);
     }
     let mut refused = Client::connect(addr).await;
-    assert_eq!(refused.expect_closed(Duration::from_secs(5)).await, "");
-    assert_eq!(server.stats.snapshot().limit_max_connections_per_ip, 1);
+    let closed = refused.expect_closed(Duration::from_secs(5)).await;
+    assert!(closed.is_silent(), "{closed:?}");
+    assert_eq!(server.limit_triggers("max_connections_per_ip"), 1);
     // Another address (IPv6 loopback) is counted separately.
     let mut other = Client::connect(server.addr(ListenerKind::Starttls, true)).await;
     other.open_stream().await;
     // A freed slot can be used again.
     drop(kept.pop());
-    eventually("slot to free", || {
-        server.stats.snapshot().connections_active == 2
-    })
-    .await;
+    eventually("slot to free", || server.connections_active() == 2).await;
     Client::connect(addr).await.open_stream().await;
     server.stop().await;
 }
@@ -183,8 +201,9 @@ async fn total_connection_limit() {
         kept.push(client);
     }
     let mut refused = Client::connect(server.addr(ListenerKind::Starttls, true)).await;
-    assert_eq!(refused.expect_closed(Duration::from_secs(5)).await, "");
-    assert_eq!(server.stats.snapshot().limit_max_connections, 1);
+    let closed = refused.expect_closed(Duration::from_secs(5)).await;
+    assert!(closed.is_silent(), "{closed:?}");
+    assert_eq!(server.limit_triggers("max_connections"), 1);
     server.stop().await;
 }
 
@@ -209,7 +228,7 @@ async fn tls_handshake_timeout() {
     stalled.expect("proceed").await;
     stalled.expect_closed(Duration::from_secs(5)).await;
     eventually("timeouts to be counted", || {
-        server.stats.snapshot().limit_tls_handshake_timeout == 2
+        server.limit_triggers("tls_handshake_timeout") == 2
     })
     .await;
     server.stop().await;
@@ -245,7 +264,7 @@ async fn client_that_never_reads_is_disconnected() {
         good.ping(&format!("p{n}")).await;
     }
     eventually("the overflow to be detected", || {
-        server.stats.snapshot().limit_output_overflow == 1
+        server.limit_triggers("output_overflow") == 1
     })
     .await;
     assert!(
@@ -270,9 +289,13 @@ async fn session_timeouts_and_stanza_size_limit() {
     let mut slow = Client::connect(server.addr(ListenerKind::Starttls, false)).await;
     slow.open_stream().await;
     let closed = slow.expect_closed(Duration::from_secs(5)).await;
-    assert!(closed.contains("<connection-timeout"), "{closed}");
+    assert_eq!(
+        closed.stream_error(),
+        Some("connection-timeout"),
+        "{closed:?}"
+    );
     eventually("the negotiation timeout count", || {
-        server.stats.snapshot().limit_negotiation_timeout == 1
+        server.limit_triggers("negotiation_timeout") == 1
     })
     .await;
     server.stop().await;
@@ -291,12 +314,19 @@ async fn session_timeouts_and_stanza_size_limit() {
     ))
     .await;
     let closed = big.expect_closed(Duration::from_secs(5)).await;
-    assert!(closed.contains("<policy-violation"), "{closed}");
+    assert_eq!(
+        closed.stream_error(),
+        Some("policy-violation"),
+        "{closed:?}"
+    );
     let closed = idle.expect_closed(Duration::from_secs(5)).await;
-    assert!(closed.contains("<connection-timeout"), "{closed}");
+    assert_eq!(
+        closed.stream_error(),
+        Some("connection-timeout"),
+        "{closed:?}"
+    );
     eventually("the limit counts", || {
-        let stats = server.stats.snapshot();
-        stats.limit_idle_timeout == 1 && stats.limit_stanza_policy == 1
+        server.limit_triggers("idle_timeout") == 1 && server.limit_triggers("stanza_policy") == 1
     })
     .await;
     server.stop().await;

@@ -15,8 +15,9 @@ pub enum Event {
     /// server and report it with [`crate::Connection::tls_established`].
     StartTls,
     /// Check this PLAIN password (PBKDF2) off the event loop and hand the verdict to
-    /// [`crate::Connection::password_checked`]; input waits until then.
-    CheckPassword(PasswordCheck),
+    /// [`crate::Connection::password_checked`]; input waits until then. Boxed: it is
+    /// rare, and every queued event and every I/O task holding one pays for the largest.
+    CheckPassword(Box<PasswordCheck>),
     /// SASL succeeded for this bare JID.
     Authenticated { bare_jid: String },
     /// A resource was bound. The edge must replace any other connection bound to the same

@@ -226,7 +226,7 @@ impl Machine {
         match outcome {
             auth::Outcome::Continue => Flow::Continue,
             auth::Outcome::CheckPassword(check) => {
-                self.events.push_back(Event::CheckPassword(check));
+                self.events.push_back(Event::CheckPassword(Box::new(check)));
                 Flow::Continue
             }
             auth::Outcome::Success { username } => {

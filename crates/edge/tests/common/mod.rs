@@ -1,8 +1,13 @@
 //! Shared test support: a fixture directory (certificate, key, users file), an in-process
-//! server, the real binary as a child process, and a minimal XMPP client.
+//! server and its metrics, the real binary as a child process, and a minimal XMPP client
+//! that parses what the server sends.
 
 #![allow(dead_code)]
 
+pub mod scrape;
+
+use std::collections::VecDeque;
+use std::fmt;
 use std::io::BufRead as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,15 +17,19 @@ use std::time::{Duration, Instant};
 
 use edge::config::{ListenerConfig, ListenerKind};
 use edge::users::{StoredUser, UsersFile};
-use edge::{Config, Server, Stats};
+use edge::{Config, Server};
+use prometheus_client::registry::Registry;
 use rustls::pki_types::{CertificateDer, ServerName};
 use session::sasl::{self, ChannelBinding, SaltedPasswordCache, ScramClient, ScramHash};
+use stanza::{QName, StartTag, Token, Tokenizer, TokenizerLimits};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+
+use scrape::Scrape;
 
 /// How long any single expectation may take before the test fails.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -112,7 +121,7 @@ pub struct Running {
     pub addrs: Vec<(ListenerKind, SocketAddr)>,
     /// The admin endpoint, when enabled.
     pub admin: Option<SocketAddr>,
-    pub stats: Arc<Stats>,
+    metrics: Arc<Registry>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), edge::Error>>>,
 }
@@ -122,7 +131,7 @@ impl Running {
         let server = Server::bind(config).unwrap();
         let addrs = server.local_addrs();
         let admin = server.admin_addr();
-        let stats = server.stats();
+        let metrics = server.metrics();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
             let _ = stopped.await;
@@ -130,10 +139,35 @@ impl Running {
         Self {
             addrs,
             admin,
-            stats,
+            metrics,
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// The server's metrics now.
+    pub fn scrape(&self) -> Scrape {
+        Scrape::of(&self.metrics)
+    }
+
+    /// [`Scrape::sum`] of a fresh scrape.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.scrape().sum(name, labels)
+    }
+
+    /// Live connections, in every negotiation state.
+    pub fn connections_active(&self) -> u64 {
+        self.metric("xmpp_edge_sessions", &[])
+    }
+
+    /// `xmpp_edge_limit_triggers_total` for `limit`.
+    pub fn limit_triggers(&self, limit: &str) -> u64 {
+        self.metric("xmpp_edge_limit_triggers_total", &[("limit", limit)])
+    }
+
+    /// Successful SASL authentications, by any mechanism.
+    pub fn authenticated(&self) -> u64 {
+        self.metric("xmpp_edge_sasl_total", &[("outcome", "success")])
     }
 
     /// The first listener of `kind` whose address is IPv6 (`v6`) or IPv4.
@@ -200,10 +234,176 @@ impl Io {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// A minimal XMPP client reading the server's output as text.
+/// The streams namespace, of `<stream:features>` and `<stream:error>`.
+pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
+
+/// One element the server sent, parsed: its name as on the wire (`stream:features`),
+/// namespace, unescaped attributes (namespace declarations included) and text, and its
+/// child elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    pub name: String,
+    pub namespace: String,
+    pub attributes: Vec<(String, String)>,
+    /// The element's own character data, unescaped (not its children's).
+    pub text: String,
+    pub children: Vec<Element>,
+}
+
+impl Element {
+    fn from_tag(tag: &StartTag<'_>) -> Self {
+        Self {
+            name: qualified(tag.name),
+            namespace: tag.namespace.to_owned(),
+            attributes: tag
+                .attributes
+                .clone()
+                .map(|a| (qualified(a.name), a.value().into_owned()))
+                .collect(),
+            text: String::new(),
+            children: Vec::new(),
+        }
+    }
+
+    /// The name without its prefix.
+    pub fn local(&self) -> &str {
+        self.name
+            .split_once(':')
+            .map_or(self.name.as_str(), |(_, local)| local)
+    }
+
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first child named `local`.
+    pub fn child(&self, local: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.local() == local)
+    }
+
+    /// The first element named `local` below this one, depth first.
+    pub fn find(&self, local: &str) -> Option<&Element> {
+        self.children.iter().find_map(|c| {
+            if c.local() == local {
+                Some(c)
+            } else {
+                c.find(local)
+            }
+        })
+    }
+
+    /// Every element named `local` below this one, depth first.
+    pub fn all(&self, local: &str) -> Vec<&Element> {
+        let mut found = Vec::new();
+        for child in &self.children {
+            if child.local() == local {
+                found.push(child);
+            }
+            found.extend(child.all(local));
+        }
+        found
+    }
+
+    /// The text of every element named `local` below this one.
+    pub fn texts(&self, local: &str) -> Vec<&str> {
+        self.all(local)
+            .into_iter()
+            .map(|e| e.text.as_str())
+            .collect()
+    }
+
+    /// The condition of an error element (`<failure>`, `<stream:error>`, an IQ's
+    /// `<error>`): its first child that is not `<text>`.
+    pub fn condition(&self) -> Option<&str> {
+        self.children
+            .iter()
+            .map(Element::local)
+            .find(|&local| local != "text")
+    }
+}
+
+/// The element serialized again, for failure messages.
+impl fmt::Display for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Vec::new();
+        write!(f, "<{}", self.name)?;
+        for (name, value) in &self.attributes {
+            out.clear();
+            stanza::escape_attr(value, &mut out);
+            write!(f, " {name}='{}'", String::from_utf8_lossy(&out))?;
+        }
+        if self.text.is_empty() && self.children.is_empty() {
+            return f.write_str("/>");
+        }
+        out.clear();
+        stanza::escape_text(&self.text, &mut out);
+        write!(f, ">{}", String::from_utf8_lossy(&out))?;
+        for child in &self.children {
+            child.fmt(f)?;
+        }
+        write!(f, "</{}>", self.name)
+    }
+}
+
+fn qualified(name: QName<'_>) -> String {
+    match name.prefix {
+        Some(prefix) => format!("{prefix}:{}", name.local),
+        None => name.local.to_owned(),
+    }
+}
+
+/// What a connection delivered before the server closed it.
+#[derive(Debug)]
+pub struct Closed {
+    /// Complete top-level elements that came after the last expected one.
+    pub elements: Vec<Element>,
+    /// Bytes that came after the last expected element, whatever they parse to.
+    pub bytes: u64,
+    /// The server ended its stream with `</stream:stream>`.
+    pub stream_closed: bool,
+    /// Where the server's output stopped being a valid XMPP stream, if it did.
+    pub malformed: Option<stanza::Error>,
+}
+
+impl Closed {
+    /// Not a byte came after the last expected element.
+    pub fn is_silent(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// The condition of the `<stream:error>` the server sent, if it sent one.
+    pub fn stream_error(&self) -> Option<&str> {
+        self.elements
+            .iter()
+            .find(|e| e.namespace == NS_STREAMS && e.local() == "error")?
+            .condition()
+    }
+}
+
+/// A minimal XMPP client that parses the server's output with the workspace's own
+/// tokenizer and hands tests the elements.
 pub struct Client {
     io: Io,
-    buf: String,
+    /// Received bytes the tokenizer has not consumed yet.
+    buf: Vec<u8>,
+    tokenizer: Tokenizer,
+    /// Elements of the stanza being received, outermost first.
+    open: Vec<Element>,
+    /// The stanza that just ended, until its `StanzaEnd` tells where it ended.
+    ended: Option<Element>,
+    /// Complete stanzas not yet expected, with the stream offset where each ended.
+    received: VecDeque<(Element, u64)>,
+    /// The stream offset of `buf[0]`.
+    offset: u64,
+    /// Bytes received in all.
+    total: u64,
+    /// The stream offset where the last expected element ended.
+    expected_end: u64,
+    stream_closed: bool,
+    malformed: Option<stanza::Error>,
     pub local: SocketAddr,
     exporter: Option<[u8; 32]>,
     pub alpn: Option<Vec<u8>>,
@@ -219,7 +419,16 @@ impl Client {
         let local = tcp.local_addr().unwrap();
         Self {
             io: Io::Plain(tcp),
-            buf: String::new(),
+            buf: Vec::new(),
+            tokenizer: Tokenizer::new(TokenizerLimits::default()),
+            open: Vec::new(),
+            ended: None,
+            received: VecDeque::new(),
+            offset: 0,
+            total: 0,
+            expected_end: 0,
+            stream_closed: false,
+            malformed: None,
             local,
             exporter: None,
             alpn: None,
@@ -228,21 +437,19 @@ impl Client {
 
     /// Connects to a direct-TLS listener.
     pub async fn connect_tls(addr: SocketAddr, connector: &TlsConnector) -> Self {
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let local = tcp.local_addr().unwrap();
-        let mut client = Self {
-            io: Io::Plain(tcp),
-            buf: String::new(),
-            local,
-            exporter: None,
-            alpn: None,
-        };
+        let mut client = Self::connect(addr).await;
         client.handshake(connector).await;
         client
     }
 
     /// Starts TLS on the plain connection (direct TLS after a PROXY header, say).
     pub async fn handshake(&mut self, connector: &TlsConnector) {
+        assert_eq!(
+            self.total,
+            self.expected_end,
+            "data before the TLS handshake: {:?}",
+            self.unexpected()
+        );
         let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Upgrading) else {
             panic!("already TLS")
         };
@@ -255,7 +462,7 @@ impl Client {
         self.alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
         if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
             self.exporter = conn
-                .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .export_keying_material([0u8; 32], session::sasl::TLS_EXPORTER_LABEL, None)
                 .ok();
         }
         self.io = Io::Tls(Box::new(tls));
@@ -280,48 +487,140 @@ impl Client {
         stream.flush().await
     }
 
-    /// Reads until the buffer holds a complete `<name ...>` element (self-closing or with
-    /// its end tag), removes everything up to its end and returns the element.
-    pub async fn expect(&mut self, name: &str) -> String {
+    /// Reads until a complete top-level element named `name` (as on the wire, such as
+    /// `stream:features`) has arrived and returns it; elements before it are dropped.
+    pub async fn expect(&mut self, name: &str) -> Element {
         let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        let mut skipped = Vec::new();
         loop {
-            if let Some((start, end)) = find_element(&self.buf, name) {
-                let element = self.buf[start..end].to_owned();
-                self.buf.drain(..end);
-                return element;
+            while let Some((element, end)) = self.received.pop_front() {
+                if element.name == name {
+                    self.expected_end = end;
+                    return element;
+                }
+                skipped.push(element);
+            }
+            if let Some(error) = self.malformed {
+                panic!(
+                    "malformed server output while waiting for <{name}>: {error}; skipped {skipped:?}"
+                );
             }
             let mut chunk = [0u8; 4096];
             let read = tokio::time::timeout_at(deadline, self.io.stream().read(&mut chunk)).await;
             match read {
                 Ok(Ok(0)) => panic!(
-                    "connection closed while waiting for <{name}>; got {:?}",
-                    self.buf
+                    "connection closed while waiting for <{name}>; skipped {skipped:?}, then {:?}",
+                    self.unexpected()
                 ),
-                Ok(Ok(n)) => self.buf.push_str(std::str::from_utf8(&chunk[..n]).unwrap()),
-                Ok(Err(e)) => panic!("read error waiting for <{name}>: {e}; got {:?}", self.buf),
-                Err(_) => panic!("timed out waiting for <{name}>; got {:?}", self.buf),
+                Ok(Ok(n)) => self.receive(&chunk[..n]),
+                Ok(Err(e)) => panic!(
+                    "read error waiting for <{name}>: {e}; skipped {skipped:?}, then {:?}",
+                    self.unexpected()
+                ),
+                Err(_) => panic!(
+                    "timed out waiting for <{name}>; skipped {skipped:?}, then {:?}",
+                    self.unexpected()
+                ),
             }
         }
     }
 
-    /// Reads until the server closes the connection; returns what came before.
-    pub async fn expect_closed(&mut self, within: Duration) -> String {
+    /// Reads until the server closes the connection; returns what came after the last
+    /// expected element.
+    pub async fn expect_closed(&mut self, within: Duration) -> Closed {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let mut chunk = [0u8; 4096];
             match tokio::time::timeout_at(deadline, self.io.stream().read(&mut chunk)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return std::mem::take(&mut self.buf),
-                Ok(Ok(n)) => self.buf.push_str(&String::from_utf8_lossy(&chunk[..n])),
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => self.receive(&chunk[..n]),
                 Err(_) => panic!(
                     "connection not closed within {within:?}; got {:?}",
-                    self.buf
+                    self.unexpected()
                 ),
             }
         }
+        let closed = Closed {
+            elements: self
+                .received
+                .drain(..)
+                .map(|(element, _)| element)
+                .collect(),
+            bytes: self.total - self.expected_end,
+            stream_closed: self.stream_closed,
+            malformed: self.malformed,
+        };
+        self.expected_end = self.total;
+        closed
     }
 
-    /// Sends a stream header and waits for the features.
-    pub async fn open_stream(&mut self) -> String {
+    /// Tokenizes newly received bytes into elements.
+    fn receive(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        self.total += bytes.len() as u64;
+        if self.malformed.is_some() {
+            return;
+        }
+        loop {
+            let token = match self.tokenizer.next(&self.buf) {
+                Ok(token) => token,
+                Err(error) => {
+                    self.malformed = Some(error);
+                    return;
+                }
+            };
+            match token {
+                Token::NeedMore => break,
+                Token::StreamOpen(_) | Token::Whitespace => {}
+                Token::Start(tag) => self.open.push(Element::from_tag(&tag)),
+                Token::Text(text) => {
+                    if let Some(element) = self.open.last_mut() {
+                        element.text.push_str(&text.unescaped());
+                    }
+                }
+                Token::End(_) => {
+                    let element = self.open.pop().expect("an open element");
+                    match self.open.last_mut() {
+                        Some(parent) => parent.children.push(element),
+                        None => self.ended = Some(element),
+                    }
+                }
+                Token::StanzaEnd(span) => {
+                    let element = self.ended.take().expect("the stanza that ended");
+                    self.received
+                        .push_back((element, self.offset + span.end as u64));
+                }
+                Token::StreamClose => self.stream_closed = true,
+            }
+        }
+        let consumed = self.tokenizer.compact();
+        self.buf.drain(..consumed);
+        self.offset += consumed as u64;
+    }
+
+    /// What arrived after the last expected element, for failure messages.
+    fn unexpected(&self) -> String {
+        let elements: Vec<String> = self.received.iter().map(|(e, _)| e.to_string()).collect();
+        format!(
+            "{elements:?} and {:?} unparsed",
+            String::from_utf8_lossy(&self.buf)
+        )
+    }
+
+    /// Sends a stream header and waits for the features. The server answers with a new
+    /// stream, so parsing starts afresh.
+    pub async fn open_stream(&mut self) -> Element {
+        assert!(
+            self.received.is_empty() && self.buf.iter().all(u8::is_ascii_whitespace),
+            "unread data before the stream restart: {}",
+            self.unexpected()
+        );
+        self.offset += self.buf.len() as u64;
+        self.buf.clear();
+        self.tokenizer.reset();
+        self.open.clear();
+        self.ended = None;
+        self.stream_closed = false;
         self.send(
             "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xml:lang='en' \
              xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
@@ -331,13 +630,12 @@ impl Client {
     }
 
     /// Opens the stream, upgrades with STARTTLS and opens the encrypted stream.
-    pub async fn starttls(&mut self, connector: &TlsConnector) -> String {
+    pub async fn starttls(&mut self, connector: &TlsConnector) -> Element {
         let features = self.open_stream().await;
-        assert!(features.contains("<starttls"), "{features}");
+        assert!(features.child("starttls").is_some(), "{features}");
         self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
             .await;
         self.expect("proceed").await;
-        assert!(self.buf.is_empty(), "data after <proceed/>: {:?}", self.buf);
         self.handshake(connector).await;
         self.open_stream().await
     }
@@ -349,7 +647,7 @@ impl Client {
         password: &str,
         hash: ScramHash,
         plus: bool,
-    ) -> String {
+    ) -> Element {
         let binding = if plus {
             ChannelBinding::TlsExporter(self.exporter.expect("TLS 1.3 exporter"))
         } else {
@@ -364,7 +662,7 @@ impl Client {
         ))
         .await;
         let challenge = self.expect("challenge").await;
-        let server_first = sasl::decode_payload(text_of(&challenge).as_bytes()).unwrap();
+        let server_first = sasl::decode_payload(challenge.text.as_bytes()).unwrap();
         let client_final = scram
             .handle_server_first(&server_first, &mut cache)
             .unwrap();
@@ -374,7 +672,7 @@ impl Client {
         ))
         .await;
         let success = self.expect("success").await;
-        let server_final = sasl::decode_payload(text_of(&success).as_bytes()).unwrap();
+        let server_final = sasl::decode_payload(success.text.as_bytes()).unwrap();
         scram.verify_server_final(&server_final).unwrap();
         self.open_stream().await
     }
@@ -387,8 +685,8 @@ impl Client {
         ))
         .await;
         let iq = self.expect("iq").await;
-        assert!(iq.contains("result"), "{iq}");
-        text_of(&iq[iq.find("<jid").unwrap()..]).to_owned()
+        assert_eq!(iq.attr("type"), Some("result"), "{iq}");
+        iq.find("jid").expect("a bound JID").text.clone()
     }
 
     /// STARTTLS, SCRAM-SHA-256 and bind in one go.
@@ -406,55 +704,20 @@ impl Client {
     }
 
     /// Sends an IQ get with `payload` and returns the response IQ.
-    pub async fn iq_get(&mut self, id: &str, payload: &str) -> String {
+    pub async fn iq_get(&mut self, id: &str, payload: &str) -> Element {
         self.send(&format!(
             "<iq type='get' id='{id}' to='localhost'>{payload}</iq>"
         ))
         .await;
         let iq = self.expect("iq").await;
-        assert!(
-            iq.contains(&format!("id='{id}'")) || iq.contains(&format!("id=\"{id}\"")),
-            "{iq}"
-        );
+        assert_eq!(iq.attr("id"), Some(id), "{iq}");
         iq
     }
 
     pub async fn ping(&mut self, id: &str) {
         let iq = self.iq_get(id, "<ping xmlns='urn:xmpp:ping'/>").await;
-        assert!(iq.contains("result"), "{iq}");
+        assert_eq!(iq.attr("type"), Some("result"), "{iq}");
     }
-}
-
-/// The start and end of the first complete `<name>` element in `buf`.
-fn find_element(buf: &str, name: &str) -> Option<(usize, usize)> {
-    let open = format!("<{name}");
-    let mut from = 0;
-    let start = loop {
-        let at = from + buf[from..].find(&open)?;
-        match buf[at + open.len()..].chars().next()? {
-            ' ' | '>' | '/' | '\t' | '\n' | '\r' => break at,
-            _ => from = at + open.len(),
-        }
-    };
-    let tag_end = start + buf[start..].find('>')?;
-    if buf[..tag_end].ends_with('/') {
-        return Some((start, tag_end + 1));
-    }
-    let close = format!("</{name}>");
-    let end = tag_end + buf[tag_end..].find(&close)? + close.len();
-    Some((start, end))
-}
-
-/// The text content of a simple element such as `<success>TEXT</success>`.
-pub fn text_of(element: &str) -> &str {
-    let Some(open_end) = element.find('>') else {
-        return "";
-    };
-    if element[..open_end].ends_with('/') {
-        return "";
-    }
-    let rest = &element[open_end + 1..];
-    &rest[..rest.find('<').unwrap_or(rest.len())]
 }
 
 /// The `xmpp-edge` binary running as a child process, its log collected line by line.

@@ -1,5 +1,5 @@
-//! Live connections and their bound JIDs, so the edge can replace a session whose full JID
-//! is bound again (RFC 6120 §7.7.2.2) and tell every session about shutdown.
+//! The table of live connections and their bound JIDs, so the edge can replace a session
+//! whose full JID is bound again (RFC 6120 §7.7.2.2) and tell every session about shutdown.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -75,17 +75,17 @@ struct Inner {
 
 /// Every live connection (from accept on) and the full JIDs bound by them.
 #[derive(Debug, Default)]
-pub struct Registry {
+pub struct SessionTable {
     inner: Mutex<Inner>,
 }
 
-impl Registry {
+impl SessionTable {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a connection; the id is passed back to [`Registry::bind`] and
-    /// [`Registry::remove`].
+    /// Adds a connection; the id is passed back to [`SessionTable::bind`] and
+    /// [`SessionTable::remove`].
     pub fn register(&self) -> (u64, Arc<Control>) {
         let control = Arc::new(Control::default());
         let mut inner = self.lock();
@@ -149,17 +149,17 @@ mod tests {
 
     #[test]
     fn rebinding_replaces_the_older_connection() {
-        let registry = Registry::default();
-        let (a, control_a) = registry.register();
-        let (b, _) = registry.register();
-        assert!(registry.bind(a, "u@d/r").is_none());
-        let replaced = registry.bind(b, "u@d/r").unwrap();
+        let sessions = SessionTable::default();
+        let (a, control_a) = sessions.register();
+        let (b, _) = sessions.register();
+        assert!(sessions.bind(a, "u@d/r").is_none());
+        let replaced = sessions.bind(b, "u@d/r").unwrap();
         assert!(Arc::ptr_eq(&replaced, &control_a));
         // The old connection leaving must not unbind the new one.
-        registry.remove(a, Some("u@d/r"));
-        let (c, _) = registry.register();
-        assert!(registry.bind(c, "u@d/r").is_some());
-        assert_eq!(registry.len(), 2);
+        sessions.remove(a, Some("u@d/r"));
+        let (c, _) = sessions.register();
+        assert!(sessions.bind(c, "u@d/r").is_some());
+        assert_eq!(sessions.len(), 2);
     }
 
     #[test]

@@ -6,14 +6,19 @@
 //! connection's own task under `proxy_header_timeout`, so silent peers never hold up the
 //! accept loop. A read may bring bytes past the header: on STARTTLS listeners they go to
 //! the session, on direct-TLS listeners [`Rewind`] replays them to the TLS acceptor.
+//!
+//! Every header's fate is counted in `xmpp_edge_proxy_headers_total{version,command,outcome}`.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use proxy_protocol::{
     CidrError, Command, HeaderParser, Progress, ProxyError, ProxyHeader, TrustedSources, Version,
 };
@@ -22,38 +27,132 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use crate::config::{ListenerConfig, ListenerKind, ProxyProtocol};
-use crate::stats::{ProxyCommand, ProxyOutcome, ProxyVersion, Stats};
+use crate::metrics::{self, Label as _, label_enum};
 
 /// Bytes read per attempt while waiting for the header; a v2 header is capped at
 /// [`proxy_protocol::DEFAULT_MAX_LEN`], so a few reads at most.
 const READ_CHUNK: usize = 2048;
+
+label_enum! {
+    /// The PROXY protocol version a header used.
+    ProxyVersion {
+        V1 => "v1",
+        V2 => "v2",
+        /// Not known: the header was rejected before its signature was complete (timeout,
+        /// untrusted source, garbage).
+        Unknown => "unknown",
+    }
+}
+
+label_enum! {
+    /// What a PROXY header said about the connection.
+    ProxyCommand {
+        /// A relayed client connection (every v1 header but `UNKNOWN`).
+        Proxy => "proxy",
+        /// The balancer's own connection, such as a health check (v2 LOCAL, v1 UNKNOWN).
+        Local => "local",
+        /// Not known because the header was rejected first.
+        Unknown => "unknown",
+    }
+}
+
+label_enum! {
+    /// What became of a PROXY header.
+    ProxyOutcome {
+        /// Accepted.
+        Ok => "ok",
+        /// The socket's peer is not a trusted balancer; the connection was closed.
+        UntrustedSource => "untrusted_source",
+        /// Not a valid header.
+        Malformed => "malformed",
+        /// The header did not arrive in time.
+        Timeout => "timeout",
+        /// A v2 header whose CRC32C TLV does not match.
+        BadCrc => "bad_crc",
+        /// The peer closed (or reset) the connection before the header ended; plain TCP
+        /// health checks and port probes do this.
+        Closed => "closed",
+    }
+}
+
+/// `xmpp_edge_proxy_headers_total`, shared by every PROXY listener.
+#[derive(Debug)]
+pub struct HeaderMetrics {
+    /// By version, command and outcome index.
+    counters: Vec<Vec<Vec<Counter>>>,
+}
+
+impl HeaderMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let labels = ProxyVersion::ALL.iter().flat_map(|v| {
+            ProxyCommand::ALL.iter().flat_map(move |c| {
+                ProxyOutcome::ALL.iter().map(move |o| {
+                    [
+                        ("version", v.as_str()),
+                        ("command", c.as_str()),
+                        ("outcome", o.as_str()),
+                    ]
+                })
+            })
+        });
+        let flat = metrics::counters(
+            registry,
+            "xmpp_edge_proxy_headers",
+            "PROXY protocol headers, by version, command and outcome",
+            labels,
+        );
+        let counters = flat
+            .chunks(ProxyCommand::ALL.len() * ProxyOutcome::ALL.len())
+            .map(|by_version| {
+                by_version
+                    .chunks(ProxyOutcome::ALL.len())
+                    .map(<[Counter]>::to_vec)
+                    .collect()
+            })
+            .collect();
+        Self { counters }
+    }
+
+    /// A header was read, rejected or timed out. `version` and `command` are
+    /// [`ProxyVersion::Unknown`] and [`ProxyCommand::Unknown`] when the header was rejected
+    /// before they were known.
+    fn record(&self, version: ProxyVersion, command: ProxyCommand, outcome: ProxyOutcome) {
+        self.counters[version.index()][command.index()][outcome.index()].inc();
+    }
+}
 
 /// A PROXY listener's settings.
 #[derive(Debug)]
 pub struct ProxyListener {
     trusted: TrustedSources,
     header_timeout: Duration,
+    metrics: Arc<HeaderMetrics>,
 }
 
 impl ProxyListener {
-    /// The settings of `config`, or `None` when it does not use the PROXY protocol.
-    pub fn from_config(config: &ListenerConfig) -> Result<Option<Self>, CidrError> {
+    /// The settings of `config`, or `None` when it does not use the PROXY protocol;
+    /// headers are counted in `metrics`.
+    pub fn from_config(
+        config: &ListenerConfig,
+        metrics: &Arc<HeaderMetrics>,
+    ) -> Result<Option<Self>, CidrError> {
         Ok(match config.proxy_protocol {
             ProxyProtocol::Off => None,
             ProxyProtocol::Required => Some(Self {
                 trusted: config.trusted_sources()?,
                 header_timeout: config.proxy_header_timeout,
+                metrics: Arc::clone(metrics),
             }),
         })
     }
 
     /// Whether `peer` may send a header; an untrusted peer is counted and logged, and the
     /// caller closes it without reading or writing a byte.
-    pub fn admits(&self, peer: SocketAddr, kind: ListenerKind, stats: &Stats) -> bool {
+    pub fn admits(&self, peer: SocketAddr, kind: ListenerKind) -> bool {
         if self.trusted.contains(peer.ip()) {
             return true;
         }
-        stats.record_proxy(
+        self.metrics.record(
             ProxyVersion::Unknown,
             ProxyCommand::Unknown,
             ProxyOutcome::UntrustedSource,
@@ -71,7 +170,6 @@ impl ProxyListener {
         &self,
         stream: &mut TcpStream,
         peer: SocketAddr,
-        stats: &Stats,
     ) -> Result<Accepted, Failure> {
         let mut seen = Seen::default();
         let timed = tokio::time::timeout(self.header_timeout, read_header(stream, &mut seen));
@@ -86,7 +184,7 @@ impl ProxyListener {
             Ok(accepted) => {
                 let header = &accepted.header;
                 let (version, command) = labels(header);
-                stats.record_proxy(version, command, ProxyOutcome::Ok);
+                self.metrics.record(version, command, ProxyOutcome::Ok);
                 debug!(
                     peer = %peer, client = %header.client_address(peer),
                     version = version.as_str(), command = command.as_str(),
@@ -95,7 +193,8 @@ impl ProxyListener {
                 );
             }
             Err(failure) => {
-                stats.record_proxy(seen.version(), ProxyCommand::Unknown, failure.outcome());
+                self.metrics
+                    .record(seen.version(), ProxyCommand::Unknown, failure.outcome());
                 if failure.is_suspicious() {
                     warn!(peer = %peer, reason = %failure, "PROXY header rejected: connection closed");
                 } else {
@@ -147,7 +246,7 @@ impl Failure {
     /// The `outcome` metric label.
     fn outcome(&self) -> ProxyOutcome {
         match self {
-            Self::Malformed(error) if error.label() == "bad_crc" => ProxyOutcome::BadCrc,
+            Self::Malformed(ProxyError::BadCrc { .. }) => ProxyOutcome::BadCrc,
             Self::Malformed(_) => ProxyOutcome::Malformed,
             Self::Timeout { .. } => ProxyOutcome::Timeout,
             Self::Closed { .. } | Self::Io(_) => ProxyOutcome::Closed,
@@ -300,6 +399,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scrape::Scrape;
     use tokio::io::AsyncWriteExt as _;
 
     #[tokio::test]
@@ -318,6 +418,28 @@ mod tests {
         let mut echoed = [0u8; 3];
         near.read_exact(&mut echoed).await.unwrap();
         assert_eq!(&echoed, b"out");
+    }
+
+    #[test]
+    fn headers_land_in_their_series() {
+        let mut registry = Registry::default();
+        let metrics = HeaderMetrics::register(&mut registry);
+        metrics.record(ProxyVersion::V2, ProxyCommand::Local, ProxyOutcome::BadCrc);
+        let scrape = Scrape::of(&registry);
+        let name = "xmpp_edge_proxy_headers_total";
+        let labels = |version, command, outcome| {
+            [
+                ("version", version),
+                ("command", command),
+                ("outcome", outcome),
+            ]
+        };
+        assert_eq!(scrape.get(name, &labels("v2", "local", "bad_crc")), Some(1));
+        // Every label set is exposed from the start.
+        assert_eq!(
+            scrape.get(name, &labels("unknown", "unknown", "timeout")),
+            Some(0)
+        );
     }
 
     #[test]
