@@ -21,7 +21,7 @@ use edge::{Config, Server};
 use prometheus_client::registry::Registry;
 use rustls::pki_types::{CertificateDer, ServerName};
 use session::sasl::{self, ChannelBinding, SaltedPasswordCache, ScramClient, ScramHash};
-use stanza::{Limits, QName, StartTag, Token, Tokenizer};
+use stanza::{QName, StartTag, Token, Tokenizer};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -420,7 +420,7 @@ impl Client {
         Self {
             io: Io::Plain(tcp),
             buf: Vec::new(),
-            tokenizer: Tokenizer::new(Limits::default()),
+            tokenizer: Tokenizer::new(Default::default()),
             open: Vec::new(),
             ended: None,
             received: VecDeque::new(),
