@@ -96,12 +96,14 @@ impl AuthFailures {
     }
 
     fn delay_for(&self, count: f64) -> Duration {
+        // Failures leak continuously, so a count just above the free ones is a failure
+        // past them; tiny leaks are rounding, not forgiveness.
         let over = count - f64::from(self.policy.free);
-        if over < 1.0 {
+        if over <= 1e-6 {
             return Duration::ZERO;
         }
-        // `over` is at least 1: the first delayed failure waits `delay`.
-        let doublings = (over - 1.0).floor().min(32.0);
+        // The first delayed failure waits `delay`; each further one doubles it.
+        let doublings = (over.ceil() - 1.0).min(32.0);
         let delay = self.policy.delay.as_secs_f64() * 2f64.powf(doublings);
         Duration::try_from_secs_f64(delay)
             .unwrap_or(self.policy.max_delay)
