@@ -5,33 +5,37 @@
 /// can keep one counter per condition ([`crate::Cause::condition`] names it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamCondition {
-    BadFormat,
+    BadNamespacePrefix,
     Conflict,
     ConnectionTimeout,
     HostUnknown,
     InvalidNamespace,
+    InvalidXml,
     NotAuthorized,
     NotWellFormed,
     PolicyViolation,
     RestrictedXml,
     SystemShutdown,
+    UnsupportedEncoding,
     UnsupportedStanzaType,
     UnsupportedVersion,
 }
 
 impl StreamCondition {
     /// Every condition, in [`StreamCondition::index`] order.
-    pub const ALL: [Self; 12] = [
-        Self::BadFormat,
+    pub const ALL: [Self; 14] = [
+        Self::BadNamespacePrefix,
         Self::Conflict,
         Self::ConnectionTimeout,
         Self::HostUnknown,
         Self::InvalidNamespace,
+        Self::InvalidXml,
         Self::NotAuthorized,
         Self::NotWellFormed,
         Self::PolicyViolation,
         Self::RestrictedXml,
         Self::SystemShutdown,
+        Self::UnsupportedEncoding,
         Self::UnsupportedStanzaType,
         Self::UnsupportedVersion,
     ];
@@ -44,16 +48,18 @@ impl StreamCondition {
     /// The element name inside `<stream:error>`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::BadFormat => "bad-format",
+            Self::BadNamespacePrefix => "bad-namespace-prefix",
             Self::Conflict => "conflict",
             Self::ConnectionTimeout => "connection-timeout",
             Self::HostUnknown => "host-unknown",
             Self::InvalidNamespace => "invalid-namespace",
+            Self::InvalidXml => "invalid-xml",
             Self::NotAuthorized => "not-authorized",
             Self::NotWellFormed => "not-well-formed",
             Self::PolicyViolation => "policy-violation",
             Self::RestrictedXml => "restricted-xml",
             Self::SystemShutdown => "system-shutdown",
+            Self::UnsupportedEncoding => "unsupported-encoding",
             Self::UnsupportedStanzaType => "unsupported-stanza-type",
             Self::UnsupportedVersion => "unsupported-version",
         }
@@ -66,8 +72,9 @@ impl From<stanza::StreamErrorCondition> for StreamCondition {
         match condition {
             C::NotWellFormed => Self::NotWellFormed,
             C::RestrictedXml => Self::RestrictedXml,
-            C::InvalidNamespace => Self::InvalidNamespace,
-            C::BadFormat => Self::BadFormat,
+            C::BadNamespacePrefix => Self::BadNamespacePrefix,
+            C::InvalidXml => Self::InvalidXml,
+            C::UnsupportedEncoding => Self::UnsupportedEncoding,
             C::PolicyViolation => Self::PolicyViolation,
         }
     }

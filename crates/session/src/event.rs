@@ -46,7 +46,7 @@ pub enum Cause {
     /// The client's stream header was refused.
     Header(HeaderError),
     /// The tokenizer found the input is not XML the stream may carry: not well-formed,
-    /// restricted, with a namespace error, or breaking the stream format.
+    /// restricted, with an unbound prefix, text between stanzas, or not UTF-8.
     Xml(stanza::Error),
     /// The tokenizer's limits ([`stanza::TokenizerLimits`]): a stanza too large, too
     /// deep, with too many attributes or too long a name.

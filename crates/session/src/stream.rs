@@ -73,8 +73,12 @@ impl Stream {
 /// Why a client's stream header is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderError {
-    /// The root is not `stream` in the stream namespace (RFC 6120 4.8.1:
+    /// The root is not qualified by the stream namespace (RFC 6120 4.8.1:
     /// `invalid-namespace`).
+    StreamNamespace,
+    /// The root is in the stream namespace but not named `stream`: a namespace that is
+    /// right, for an element its schema (RFC 6120 appendix A.1) does not have as root;
+    /// checking that is validation (4.9.3.11: `invalid-xml`).
     NotStream,
     /// The default namespace is not `jabber:client` (RFC 6120 4.8.2, 4.9.3.10:
     /// `invalid-namespace`).
@@ -83,7 +87,8 @@ pub enum HeaderError {
     /// `unsupported-version`).
     Version,
     /// `to` is missing or names a domain not served here (or, on a restarted stream, a
-    /// different domain than before): `host-unknown`.
+    /// different domain than before): `host-unknown` (4.9.3.6), as no served domain is
+    /// named; `improper-addressing` (4.9.3.7) is about stanzas between servers.
     HostUnknown,
 }
 
@@ -91,7 +96,8 @@ impl HeaderError {
     /// The stream error condition it is sent as.
     pub fn condition(self) -> StreamCondition {
         match self {
-            Self::NotStream | Self::ContentNamespace => StreamCondition::InvalidNamespace,
+            Self::StreamNamespace | Self::ContentNamespace => StreamCondition::InvalidNamespace,
+            Self::NotStream => StreamCondition::InvalidXml,
             Self::Version => StreamCondition::UnsupportedVersion,
             Self::HostUnknown => StreamCondition::HostUnknown,
         }
@@ -101,6 +107,7 @@ impl HeaderError {
 impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::StreamNamespace => "stream namespace must be http://etherx.jabber.org/streams",
             Self::NotStream => "root element must be stream:stream",
             Self::ContentNamespace => "default namespace must be jabber:client",
             Self::Version => "version 1.0 required",
@@ -117,7 +124,10 @@ fn check_header(
     domains: &[String],
     current: Option<usize>,
 ) -> Result<usize, HeaderError> {
-    if tag.namespace != ns::STREAMS || tag.name.local != "stream" {
+    if tag.namespace != ns::STREAMS {
+        return Err(HeaderError::StreamNamespace);
+    }
+    if tag.name.local != "stream" {
         return Err(HeaderError::NotStream);
     }
     if tag.attributes.get("xmlns") != Some(ns::CLIENT) {

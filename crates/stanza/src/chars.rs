@@ -49,6 +49,12 @@ pub(crate) fn is_ws(b: u8) -> bool {
     CLASS[usize::from(b)] & WS != 0
 }
 
+/// Whether no UTF-8 sequence starts with `b`: a continuation byte, a lead byte of an
+/// overlong form (0xC0, 0xC1), or one past U+10FFFF (0xF5 on).
+pub(crate) fn starts_no_utf8(b: u8) -> bool {
+    matches!(b, 0x80..=0xC1 | 0xF5..=0xFF)
+}
+
 /// First index at or after `i` that is not a name byte.
 #[inline]
 pub(crate) fn skip_name(b: &[u8], mut i: usize) -> usize {

@@ -1,17 +1,24 @@
 //! Typed rejections, each mapped to the RFC 6120 stream error condition the session sends.
 
 /// The RFC 6120 section 4.9.3 stream error conditions a tokenizer rejection maps to.
+/// RFC 6120 4.9.3.1 allows `bad-format` for any of them but recommends the specific
+/// condition, so it is never used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StreamErrorCondition {
-    /// Input that is not well-formed XML.
+    /// Input that breaks a well-formedness rule of XML 1.0 or of Namespaces in XML 1.0
+    /// (4.9.3.13).
     NotWellFormed,
-    /// Well-formed XML that RFC 6120 section 11.1 forbids (comments, PIs, DTDs, entities).
+    /// Well-formed XML that RFC 6120 section 11.1 forbids (comments, PIs, DTDs,
+    /// entities) or this crate restricts (CDATA sections) (4.9.3.18).
     RestrictedXml,
-    /// A namespace prefix that is not declared, or a reserved namespace misused.
-    InvalidNamespace,
-    /// XML that is well formed but breaks a rule of the stream format (e.g. duplicate attributes).
-    BadFormat,
-    /// A configured limit was exceeded.
+    /// A namespace prefix that is not bound (4.9.3.2).
+    BadNamespacePrefix,
+    /// Well-formed XML that does not fit the stream's schema, which the tokenizer checks
+    /// at the stream level (4.9.3.11).
+    InvalidXml,
+    /// Input that is not UTF-8 (4.9.3.22, RFC 6120 11.6).
+    UnsupportedEncoding,
+    /// A configured limit was exceeded (4.9.3.14).
     PolicyViolation,
 }
 
@@ -21,8 +28,9 @@ impl StreamErrorCondition {
         match self {
             Self::NotWellFormed => "not-well-formed",
             Self::RestrictedXml => "restricted-xml",
-            Self::InvalidNamespace => "invalid-namespace",
-            Self::BadFormat => "bad-format",
+            Self::BadNamespacePrefix => "bad-namespace-prefix",
+            Self::InvalidXml => "invalid-xml",
+            Self::UnsupportedEncoding => "unsupported-encoding",
             Self::PolicyViolation => "policy-violation",
         }
     }
@@ -32,12 +40,11 @@ impl StreamErrorCondition {
 /// again: the stream is dead (further calls return the same error).
 ///
 /// Variants carry no positions so that the same input gives the same error however it
-/// was split into reads.
+/// was split into reads. `crates/stanza/tests/rejections.rs` lists each one with its
+/// condition and the rule it enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum Error {
     // not-well-formed
-    #[error("invalid UTF-8")]
-    InvalidUtf8,
     #[error("character XML forbids (control character, U+FFFE or U+FFFF)")]
     ForbiddenChar,
     #[error("character reference to a character XML forbids")]
@@ -70,6 +77,23 @@ pub enum Error {
     InvalidMarkup,
     #[error("malformed XML declaration")]
     MalformedXmlDecl,
+    /// XML 1.0 production 17 keeps the target `xml` (in any case) from processing
+    /// instructions, so `<?xml` anywhere but as the declaration that opens the stream is
+    /// not a PI (`restricted-xml`) but not well formed.
+    #[error("`<?xml` other than as the XML declaration at the start of the stream")]
+    MisplacedXmlDecl,
+    /// XML 1.0 WFC: Unique Att Spec, or Namespaces in XML 1.0 section 6.3 (two prefixes
+    /// bound to one namespace name with the same local name).
+    #[error("duplicate attribute")]
+    DuplicateAttribute,
+    /// Namespaces in XML 1.0 section 3, Reserved Prefixes and Namespace Names: a
+    /// namespace-well-formedness rule (RFC 6120 4.9.3.13), not the stream or content
+    /// namespace that `invalid-namespace` (4.9.3.10) is about.
+    #[error("misuse of the reserved xml or xmlns prefix or namespace")]
+    ReservedNamespace,
+    /// Namespaces in XML 1.0 section 3: a prefix's declaration must not be empty.
+    #[error("namespace prefix bound to the empty namespace name")]
+    EmptyPrefixBinding,
 
     // restricted-xml
     #[error("XML comment")]
@@ -80,26 +104,31 @@ pub enum Error {
     Doctype,
     #[error("CDATA section")]
     CData,
+    /// Undeclared, hence not well formed (XML 1.0 WFC: Entity Declared), but RFC 6120
+    /// 11.1 names entity references as restricted XML, the more specific condition.
     #[error("entity reference other than the five predefined entities")]
     UnknownEntity,
 
-    // invalid-namespace
+    // bad-namespace-prefix
+    /// Namespaces in XML 1.0 NSC: Prefix Declared; RFC 6120 4.9.3.2 has the condition
+    /// for a prefix the receiver cannot use, more specific than `not-well-formed`.
     #[error("undeclared namespace prefix")]
     UndeclaredPrefix,
-    #[error("misuse of the reserved xml or xmlns prefix or namespace")]
-    ReservedNamespace,
-    #[error("namespace prefix bound to the empty namespace name")]
-    EmptyPrefixBinding,
 
-    // bad-format
-    /// RFC 6120 has `unsupported-encoding` for this; it is sent as `bad-format` because
-    /// [`StreamErrorCondition`] does not offer that condition.
-    #[error("XML declaration names an encoding other than UTF-8")]
-    UnsupportedEncoding,
-    #[error("duplicate attribute")]
-    DuplicateAttribute,
+    // invalid-xml
+    /// Well formed (the stream element may hold text), but RFC 6120 allows only
+    /// whitespace between stanzas (11.7) and its schema gives the stream element
+    /// element-only content (appendix A.1): checking that is validation, so 4.9.3.11.
     #[error("text other than whitespace between stanzas")]
     TextBetweenStanzas,
+
+    // unsupported-encoding
+    /// RFC 6120 4.9.3.22 names bytes that break the rules of UTF-8 explicitly.
+    #[error("invalid UTF-8")]
+    InvalidUtf8,
+    /// RFC 6120 11.6: UTF-8 only.
+    #[error("XML declaration names an encoding other than UTF-8")]
+    UnsupportedEncoding,
 
     // policy-violation
     #[error("stanza, stream header or token larger than the limit")]
@@ -117,8 +146,7 @@ impl Error {
     pub fn condition(&self) -> StreamErrorCondition {
         use StreamErrorCondition as C;
         match self {
-            Self::InvalidUtf8
-            | Self::ForbiddenChar
+            Self::ForbiddenChar
             | Self::ForbiddenCharRef
             | Self::MalformedReference
             | Self::InvalidName
@@ -133,18 +161,19 @@ impl Error {
             | Self::TextBeforeStream
             | Self::AfterStreamClose
             | Self::InvalidMarkup
-            | Self::MalformedXmlDecl => C::NotWellFormed,
+            | Self::MalformedXmlDecl
+            | Self::MisplacedXmlDecl
+            | Self::DuplicateAttribute
+            | Self::ReservedNamespace
+            | Self::EmptyPrefixBinding => C::NotWellFormed,
             Self::Comment
             | Self::ProcessingInstruction
             | Self::Doctype
             | Self::CData
             | Self::UnknownEntity => C::RestrictedXml,
-            Self::UndeclaredPrefix | Self::ReservedNamespace | Self::EmptyPrefixBinding => {
-                C::InvalidNamespace
-            }
-            Self::UnsupportedEncoding | Self::DuplicateAttribute | Self::TextBetweenStanzas => {
-                C::BadFormat
-            }
+            Self::UndeclaredPrefix => C::BadNamespacePrefix,
+            Self::TextBetweenStanzas => C::InvalidXml,
+            Self::InvalidUtf8 | Self::UnsupportedEncoding => C::UnsupportedEncoding,
             Self::StanzaTooLarge | Self::TooDeep | Self::TooManyAttributes | Self::NameTooLong => {
                 C::PolicyViolation
             }

@@ -31,8 +31,9 @@
 //! five predefined ones are `restricted-xml`. So are CDATA sections: RFC 6120 does not
 //! list them, but a CDATA section is the one construct whose content cannot be handed
 //! out as raw text that [`unescape`] resolves, and XMPP software escapes text rather
-//! than using them. Text between stanzas must be whitespace (`bad-format` otherwise).
-//! Each rejection is a typed [`Error`] that names its stream error condition.
+//! than using them. Text between stanzas must be whitespace (`invalid-xml` otherwise).
+//! Each rejection is a typed [`Error`] that names its stream error condition, the most
+//! specific one RFC 6120 offers (never the catch-all `bad-format`).
 //!
 //! The same input gives the same tokens (text may arrive in more pieces) and the same
 //! error however it is split into reads, and steady-state tokenizing allocates nothing.

@@ -505,24 +505,26 @@ enum Kind {
 
 impl Kind {
     /// The conditions the crate's error mapping may give this mutation (`DropGt` lets the
-    /// following text be read as attributes, so anything but a limit can result; an
-    /// extra `xmlns:a` may duplicate a declaration).
+    /// following text be read as attributes, so anything but a limit or text between
+    /// stanzas can result).
     fn conditions(self) -> &'static [StreamErrorCondition] {
         use StreamErrorCondition as C;
         match self {
             Kind::DropGt => &[
                 C::NotWellFormed,
                 C::RestrictedXml,
-                C::InvalidNamespace,
-                C::BadFormat,
+                C::BadNamespacePrefix,
+                C::UnsupportedEncoding,
             ],
-            Kind::MismatchedEnd | Kind::LtInAttribute | Kind::InvalidUtf8 | Kind::ForbiddenChar => {
-                &[C::NotWellFormed]
-            }
+            Kind::MismatchedEnd
+            | Kind::LtInAttribute
+            | Kind::ForbiddenChar
+            | Kind::DuplicateAttribute
+            | Kind::DuplicateExpandedName
+            | Kind::EmptyPrefixBinding => &[C::NotWellFormed],
+            Kind::InvalidUtf8 => &[C::UnsupportedEncoding],
             Kind::BadReference => &[C::NotWellFormed, C::RestrictedXml],
-            Kind::DuplicateAttribute | Kind::DuplicateExpandedName => &[C::BadFormat],
-            Kind::UndeclaredPrefix => &[C::InvalidNamespace],
-            Kind::EmptyPrefixBinding => &[C::InvalidNamespace, C::BadFormat],
+            Kind::UndeclaredPrefix => &[C::BadNamespacePrefix],
         }
     }
 }

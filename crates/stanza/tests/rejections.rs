@@ -1,4 +1,30 @@
 //! Every rejection: the exact error variant and the RFC 6120 condition it maps to.
+//!
+//! | rejection | condition | rule |
+//! | --- | --- | --- |
+//! | `ForbiddenChar` | not-well-formed | XML 1.0 production 2 (Char) |
+//! | `ForbiddenCharRef` | not-well-formed | XML 1.0 WFC: Legal Character |
+//! | `MalformedReference` | not-well-formed | XML 1.0 productions 14, 10, 66, 68 |
+//! | `InvalidName` | not-well-formed | XML 1.0 production 5 (Name), Namespaces 1.0 (QName) |
+//! | `MalformedTag`, `AttributeWithoutValue`, `UnquotedAttributeValue` | not-well-formed | XML 1.0 productions 40-44 |
+//! | `LtInAttributeValue` | not-well-formed | XML 1.0 WFC: No < in Attribute Values |
+//! | `MissingWhitespace` | not-well-formed | XML 1.0 production 40 (S between attributes) |
+//! | `MismatchedEndTag` | not-well-formed | XML 1.0 WFC: Element Type Match |
+//! | `UnexpectedEndTag`, `TextBeforeStream`, `AfterStreamClose` | not-well-formed | XML 1.0 production 1 (document); RFC 6120 11.6 (U+FEFF is a character, not a BOM) |
+//! | `CDataEndInText` | not-well-formed | XML 1.0 production 14 (CharData) |
+//! | `InvalidMarkup` | not-well-formed | XML 1.0 production 43 (content) |
+//! | `MalformedXmlDecl` | not-well-formed | XML 1.0 productions 23-26, 32, 80-81; 1.x other than 1.0 is read as 1.0 (XML 1.0 section 2.8, RFC 6120 11.8) |
+//! | `MisplacedXmlDecl` | not-well-formed | XML 1.0 production 17 (PITarget excludes `xml`) |
+//! | `DuplicateAttribute` | not-well-formed | XML 1.0 WFC: Unique Att Spec; Namespaces 1.0 section 6.3 |
+//! | `ReservedNamespace` | not-well-formed | Namespaces 1.0 section 3, Reserved Prefixes and Namespace Names (RFC 6120 4.9.3.13) |
+//! | `EmptyPrefixBinding` | not-well-formed | Namespaces 1.0 section 3 (no empty prefix declaration) |
+//! | `Comment`, `ProcessingInstruction`, `Doctype`, `UnknownEntity` | restricted-xml | RFC 6120 11.1, 4.9.3.18 |
+//! | `CData` | restricted-xml | this crate's restriction (see the crate docs) |
+//! | `UndeclaredPrefix` | bad-namespace-prefix | Namespaces 1.0 NSC: Prefix Declared; RFC 6120 4.9.3.2 |
+//! | `TextBetweenStanzas` | invalid-xml | RFC 6120 11.7, appendix A.1, 4.9.3.11 |
+//! | `InvalidUtf8` | unsupported-encoding | RFC 6120 4.9.3.22 (improperly encoded), 11.6 |
+//! | `UnsupportedEncoding` | unsupported-encoding | RFC 6120 11.6, 4.9.3.22 |
+//! | `StanzaTooLarge`, `TooDeep`, `TooManyAttributes`, `NameTooLong` | policy-violation | RFC 6120 4.9.3.14 |
 
 use stanza::{Error, StreamErrorCondition as C, Token, Tokenizer, TokenizerLimits};
 
@@ -65,13 +91,20 @@ fn valid_streams_are_not_rejected() {
             "input: {body}"
         );
     }
-    assert_eq!(
-        error_of(
-            TokenizerLimits::default(),
-            format!("<?xml version='1.0' encoding='utf-8'?>{HEADER}").as_bytes()
-        ),
-        None
-    );
+    for declaration in [
+        "<?xml version='1.0' encoding='utf-8'?>",
+        // XML 1.0 section 2.8: a 1.x document is processed as 1.0.
+        "<?xml version='1.1'?>",
+    ] {
+        assert_eq!(
+            error_of(
+                TokenizerLimits::default(),
+                format!("{declaration}{HEADER}").as_bytes()
+            ),
+            None,
+            "{declaration}"
+        );
+    }
 }
 
 #[test]
@@ -82,15 +115,6 @@ fn not_well_formed() {
         Error::ForbiddenChar,
         nwf,
     );
-    let mut bad = format!("{HEADER}<a>").into_bytes();
-    bad.extend_from_slice(b"\xC3\x28</a>");
-    rejects_raw(&bad, Error::InvalidUtf8, nwf);
-    let mut bad = format!("{HEADER}<a b='").into_bytes();
-    bad.extend_from_slice(b"\xFF'/>");
-    rejects_raw(&bad, Error::InvalidUtf8, nwf);
-    let mut surrogate = format!("{HEADER}<a>").into_bytes();
-    surrogate.extend_from_slice(b"\xED\xA0\x80</a>");
-    rejects_raw(&surrogate, Error::InvalidUtf8, nwf);
     rejects_in_stream("<a>\u{1}</a>", Error::ForbiddenChar, nwf);
     rejects_in_stream("<a>\u{FFFE}</a>", Error::ForbiddenChar, nwf);
     rejects_in_stream("<a b='\u{FFFF}'/>", Error::ForbiddenChar, nwf);
@@ -140,6 +164,76 @@ fn not_well_formed() {
     );
     rejects_raw(b"<?xml version='2.0'?><a>", Error::MalformedXmlDecl, nwf);
     rejects_raw(b"<?xml encoding='UTF-8'?><a>", Error::MalformedXmlDecl, nwf);
+    rejects_raw(b"<?xml?><a>", Error::MalformedXmlDecl, nwf);
+    rejects_raw(b"<?XML version='1.0'?><a>", Error::MalformedXmlDecl, nwf);
+}
+
+/// The example: `<message a='1' a='2'/>` breaks WFC: Unique Att Spec.
+#[test]
+fn duplicate_attributes_are_not_well_formed() {
+    let nwf = C::NotWellFormed;
+    rejects_in_stream("<message a='1' a='2'/>", Error::DuplicateAttribute, nwf);
+    rejects_in_stream("<a b='1' b='2'/>", Error::DuplicateAttribute, nwf);
+    rejects_in_stream("<a xmlns='x' xmlns='y'/>", Error::DuplicateAttribute, nwf);
+    rejects_in_stream(
+        "<a xmlns:p='urn:x' xmlns:q='urn:x' p:b='1' q:b='2'/>",
+        Error::DuplicateAttribute,
+        nwf,
+    );
+    rejects_raw(
+        HEADER.replace("to=", "to='x' to=").as_bytes(),
+        Error::DuplicateAttribute,
+        nwf,
+    );
+}
+
+/// `<?xml` is no processing instruction (XML 1.0 production 17), so outside the
+/// declaration that opens the stream it is not well formed rather than restricted.
+#[test]
+fn misplaced_xml_declarations_are_not_well_formed() {
+    let nwf = C::NotWellFormed;
+    rejects_in_stream("<?xml version='1.0'?>", Error::MisplacedXmlDecl, nwf);
+    rejects_in_stream("<a><?xml version='1.0'?></a>", Error::MisplacedXmlDecl, nwf);
+    rejects_in_stream("<?XmL x?>", Error::MisplacedXmlDecl, nwf);
+    rejects_in_stream("<?xml?>", Error::MisplacedXmlDecl, nwf);
+    rejects_raw(b" <?xml version='1.0'?>", Error::MisplacedXmlDecl, nwf);
+    rejects_raw(
+        b"<?xml version='1.0'?><?xml version='1.0'?>",
+        Error::MisplacedXmlDecl,
+        nwf,
+    );
+}
+
+/// Namespaces in XML 1.0 constraints on the reserved prefixes and on declarations are
+/// namespace well-formedness (RFC 6120 4.9.3.13); `invalid-namespace` is only for the
+/// stream and content namespaces of the header (4.9.3.10), which the session checks.
+#[test]
+fn namespace_constraints_are_not_well_formed() {
+    let nwf = C::NotWellFormed;
+    rejects_in_stream("<xmlns:a/>", Error::ReservedNamespace, nwf);
+    rejects_in_stream("<a xmlns:xml='urn:other'/>", Error::ReservedNamespace, nwf);
+    rejects_in_stream("<a xmlns:xmlns='urn:x'/>", Error::ReservedNamespace, nwf);
+    rejects_in_stream(
+        "<a xmlns:x='http://www.w3.org/XML/1998/namespace'/>",
+        Error::ReservedNamespace,
+        nwf,
+    );
+    rejects_in_stream(
+        "<a xmlns='http://www.w3.org/2000/xmlns/'/>",
+        Error::ReservedNamespace,
+        nwf,
+    );
+    rejects_in_stream(
+        "<a xmlns:x='http://www.w3.org/2000/xmlns&#x2F;'/>",
+        Error::ReservedNamespace,
+        nwf,
+    );
+    rejects_in_stream("<a xmlns:x=''/>", Error::EmptyPrefixBinding, nwf);
+    rejects_raw(
+        b"<s:stream xmlns:s='urn:x' xmlns:t=''>",
+        Error::EmptyPrefixBinding,
+        nwf,
+    );
 }
 
 #[test]
@@ -149,19 +243,15 @@ fn restricted_xml() {
     rejects_in_stream("<a><!----></a>", Error::Comment, rx);
     rejects_raw(b"<!-- hi --><stream:stream>", Error::Comment, rx);
     rejects_in_stream("<?pi data?>", Error::ProcessingInstruction, rx);
-    rejects_in_stream("<?xml version='1.0'?>", Error::ProcessingInstruction, rx);
     rejects_raw(b"<?php ?>", Error::ProcessingInstruction, rx);
-    rejects_raw(b" <?xml version='1.0'?>", Error::ProcessingInstruction, rx);
-    rejects_raw(
-        b"<?xml version='1.0'?><?xml version='1.0'?>",
-        Error::ProcessingInstruction,
-        rx,
-    );
     rejects_raw(
         b"<?xml-stylesheet href='a'?>",
         Error::ProcessingInstruction,
         rx,
     );
+    rejects_in_stream("<?xmlfoo?>", Error::ProcessingInstruction, rx);
+    rejects_in_stream("<?xm>", Error::ProcessingInstruction, rx);
+    rejects_in_stream("<?p>", Error::ProcessingInstruction, rx);
     rejects_raw(b"<!DOCTYPE stream>", Error::Doctype, rx);
     rejects_in_stream("<!DOCTYPE x>", Error::Doctype, rx);
     rejects_in_stream("<a><![CDATA[x]]></a>", Error::CData, rx);
@@ -171,63 +261,59 @@ fn restricted_xml() {
 }
 
 #[test]
-fn invalid_namespace() {
-    let ns = C::InvalidNamespace;
-    rejects_in_stream("<x:a/>", Error::UndeclaredPrefix, ns);
-    rejects_in_stream("<a x:b='1'/>", Error::UndeclaredPrefix, ns);
-    rejects_in_stream("<a xmlns:x='urn:x'/><x:b/>", Error::UndeclaredPrefix, ns);
+fn bad_namespace_prefix() {
+    let bnp = C::BadNamespacePrefix;
+    rejects_in_stream("<x:a/>", Error::UndeclaredPrefix, bnp);
+    rejects_in_stream("<a x:b='1'/>", Error::UndeclaredPrefix, bnp);
+    rejects_in_stream("<a xmlns:x='urn:x'/><x:b/>", Error::UndeclaredPrefix, bnp);
     rejects_in_stream(
         "<a xmlns:x='urn:x'><b/></a><c x:d='1'/>",
         Error::UndeclaredPrefix,
-        ns,
+        bnp,
     );
-    rejects_in_stream("<xmlns:a/>", Error::ReservedNamespace, ns);
-    rejects_in_stream("<a xmlns:xml='urn:other'/>", Error::ReservedNamespace, ns);
-    rejects_in_stream("<a xmlns:xmlns='urn:x'/>", Error::ReservedNamespace, ns);
-    rejects_in_stream(
-        "<a xmlns:x='http://www.w3.org/XML/1998/namespace'/>",
-        Error::ReservedNamespace,
-        ns,
-    );
-    rejects_in_stream(
-        "<a xmlns='http://www.w3.org/2000/xmlns/'/>",
-        Error::ReservedNamespace,
-        ns,
-    );
-    rejects_in_stream(
-        "<a xmlns:x='http://www.w3.org/2000/xmlns&#x2F;'/>",
-        Error::ReservedNamespace,
-        ns,
-    );
-    rejects_in_stream("<a xmlns:x=''/>", Error::EmptyPrefixBinding, ns);
     rejects_raw(
-        b"<s:stream xmlns:s='urn:x' xmlns:t=''>",
-        Error::EmptyPrefixBinding,
-        ns,
+        b"<foo:stream xmlns='jabber:client'>",
+        Error::UndeclaredPrefix,
+        bnp,
     );
 }
 
+/// Text at the stream level is well formed but not what the stream's schema allows.
 #[test]
-fn bad_format() {
-    let bf = C::BadFormat;
-    rejects_in_stream("<a b='1' b='2'/>", Error::DuplicateAttribute, bf);
-    rejects_in_stream("<a xmlns='x' xmlns='y'/>", Error::DuplicateAttribute, bf);
-    rejects_in_stream(
-        "<a xmlns:p='urn:x' xmlns:q='urn:x' p:b='1' q:b='2'/>",
-        Error::DuplicateAttribute,
-        bf,
-    );
-    rejects_in_stream(" hello <a/>", Error::TextBetweenStanzas, bf);
-    rejects_in_stream("<a/>&amp;", Error::TextBetweenStanzas, bf);
+fn invalid_xml() {
+    let ix = C::InvalidXml;
+    rejects_in_stream(" hello <a/>", Error::TextBetweenStanzas, ix);
+    rejects_in_stream("<a/>&amp;", Error::TextBetweenStanzas, ix);
+}
+
+#[test]
+fn unsupported_encoding() {
+    let ue = C::UnsupportedEncoding;
+    let mut bad = format!("{HEADER}<a>").into_bytes();
+    bad.extend_from_slice(b"\xC3\x28</a>");
+    rejects_raw(&bad, Error::InvalidUtf8, ue);
+    let mut bad = format!("{HEADER}<a b='").into_bytes();
+    bad.extend_from_slice(b"\xFF'/>");
+    rejects_raw(&bad, Error::InvalidUtf8, ue);
+    let mut surrogate = format!("{HEADER}<a>").into_bytes();
+    surrogate.extend_from_slice(b"\xED\xA0\x80</a>");
+    rejects_raw(&surrogate, Error::InvalidUtf8, ue);
+    // Between stanzas, a byte no UTF-8 character starts with is no text.
+    let mut bad = format!("{HEADER}<a/>").into_bytes();
+    bad.extend_from_slice(b"\x80<a/>");
+    rejects_raw(&bad, Error::InvalidUtf8, ue);
+    // A stream in UTF-16, with the byte order mark XML 1.0 (4.3.3) requires for it.
+    rejects_raw(b"\xFE\xFF\x00<\x00?", Error::InvalidUtf8, ue);
+    rejects_raw(b"\xFF\xFE<\x00?\x00", Error::InvalidUtf8, ue);
     rejects_raw(
         b"<?xml version='1.0' encoding='ISO-8859-1'?>",
         Error::UnsupportedEncoding,
-        bf,
+        ue,
     );
     rejects_raw(
-        HEADER.replace("to=", "to='x' to=").as_bytes(),
-        Error::DuplicateAttribute,
-        bf,
+        b"<?xml version='1.0' encoding='UTF-16'?>",
+        Error::UnsupportedEncoding,
+        ue,
     );
 }
 
@@ -300,7 +386,8 @@ fn policy_violation() {
 fn every_condition_has_its_wire_name() {
     assert_eq!(C::NotWellFormed.as_str(), "not-well-formed");
     assert_eq!(C::RestrictedXml.as_str(), "restricted-xml");
-    assert_eq!(C::InvalidNamespace.as_str(), "invalid-namespace");
-    assert_eq!(C::BadFormat.as_str(), "bad-format");
+    assert_eq!(C::BadNamespacePrefix.as_str(), "bad-namespace-prefix");
+    assert_eq!(C::InvalidXml.as_str(), "invalid-xml");
+    assert_eq!(C::UnsupportedEncoding.as_str(), "unsupported-encoding");
     assert_eq!(C::PolicyViolation.as_str(), "policy-violation");
 }

@@ -369,6 +369,33 @@ fn split_inside_every_construct() {
     }
 }
 
+/// The rejections that look at a few bytes before deciding (`<?` and what follows it, a
+/// byte that is not UTF-8 between stanzas) give the same error however they are split.
+#[test]
+fn short_lookahead_rejections_split_anywhere() {
+    let mut inputs: Vec<Vec<u8>> = [
+        "<?xml version='1.0'?><?xml version='1.0'?>",
+        " <?xml version='1.0'?>",
+        "<?XML version='1.0'?>",
+        "<?xml?>",
+        "<?xm>",
+        "<?p>",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    for body in ["<?xml version='1.0'?>", "<?XmL x?>", "<?xmlfoo?>", "<?p>"] {
+        inputs.push(format!("{HEADER}{body}<a/>").into_bytes());
+    }
+    inputs.push(b"\xFE\xFF\x00<\x00?".to_vec());
+    inputs.push([HEADER.as_bytes(), b"<a/>\x80<a/>"].concat());
+    for input in &inputs {
+        for size in 1..input.len() {
+            check_split(input, &[size], TokenizerLimits::default());
+        }
+    }
+}
+
 /// Feeds `input` one byte at a time and returns the bytes examined per input byte.
 fn work_per_byte(input: &[u8], limits: TokenizerLimits) -> f64 {
     let mut t = Tokenizer::new(limits);

@@ -2,6 +2,7 @@
 //! path, parsing the server's output with the stanza tokenizer.
 
 mod client;
+mod conditions;
 mod counts;
 mod limits;
 mod sasl;

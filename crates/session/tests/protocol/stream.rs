@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use session::sasl::Mechanism;
-use session::{Cause, CloseReason, Config, Event, ListenerKind, Violation};
+use session::{Cause, CloseReason, Config, Event, HeaderError, ListenerKind, Violation};
 
 use crate::client::{Client, DOMAIN, Item, PASSWORD, TLS12, TLS13, v4_client};
 
@@ -125,6 +125,10 @@ fn no_starttls_without_certificate() {
     assert!(features.child("starttls").is_none());
     client.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
     assert_eq!(client.stream_error(), "policy-violation");
+    assert_eq!(
+        client.closed_by,
+        Some(Cause::Violation(Violation::StartTlsNotOffered))
+    );
 }
 
 #[test]
@@ -132,6 +136,10 @@ fn host_unknown() {
     let mut client = Client::new();
     client.send(&Client::header("example.org"));
     assert_eq!(client.header_then_stream_error(), "host-unknown");
+    assert_eq!(
+        client.closed_by,
+        Some(Cause::Header(HeaderError::HostUnknown))
+    );
 }
 
 #[test]
@@ -142,6 +150,10 @@ fn missing_to_is_host_unknown() {
          version='1.0'>",
     );
     assert_eq!(client.header_then_stream_error(), "host-unknown");
+    assert_eq!(
+        client.closed_by,
+        Some(Cause::Header(HeaderError::HostUnknown))
+    );
 }
 
 #[test]
@@ -155,6 +167,10 @@ fn restart_must_name_the_same_domain() {
     client.starttls(TLS13);
     client.send(&Client::header("other.example"));
     assert_eq!(client.header_then_stream_error(), "host-unknown");
+    assert_eq!(
+        client.closed_by,
+        Some(Cause::Header(HeaderError::HostUnknown))
+    );
 }
 
 #[test]
@@ -170,22 +186,31 @@ fn unsupported_version() {
             "unsupported-version",
             "{version:?}"
         );
+        assert_eq!(client.closed_by, Some(Cause::Header(HeaderError::Version)));
     }
 }
 
 #[test]
 fn invalid_namespace() {
-    for header in [
-        // Wrong stream namespace.
-        "<stream:stream xmlns='jabber:client' xmlns:stream='urn:wrong' to='localhost' version='1.0'>",
-        // Wrong content namespace.
-        "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
-         to='localhost' version='1.0'>",
+    for (header, error) in [
+        // Wrong stream namespace (RFC 6120 4.8.1).
+        (
+            "<stream:stream xmlns='jabber:client' xmlns:stream='urn:wrong' to='localhost' \
+             version='1.0'>",
+            HeaderError::StreamNamespace,
+        ),
+        // Wrong content namespace (4.8.2, 4.9.3.10).
+        (
+            "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+             to='localhost' version='1.0'>",
+            HeaderError::ContentNamespace,
+        ),
         // No content namespace.
-        "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>",
-        // Wrong root element.
-        "<stream:feed xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' \
-         to='localhost' version='1.0'>",
+        (
+            "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' to='localhost' \
+             version='1.0'>",
+            HeaderError::ContentNamespace,
+        ),
     ] {
         let mut client = Client::new();
         client.send(header);
@@ -194,7 +219,23 @@ fn invalid_namespace() {
             "invalid-namespace",
             "{header}"
         );
+        assert_eq!(client.closed_by, Some(Cause::Header(error)), "{header}");
     }
+}
+
+/// The stream namespace is right, but its schema has no `feed` root: RFC 6120 4.9.3.11.
+#[test]
+fn root_not_named_stream_is_invalid_xml() {
+    let mut client = Client::new();
+    client.send(
+        "<stream:feed xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' \
+         to='localhost' version='1.0'>",
+    );
+    assert_eq!(client.header_then_stream_error(), "invalid-xml");
+    assert_eq!(
+        client.closed_by,
+        Some(Cause::Header(HeaderError::NotStream))
+    );
 }
 
 #[test]
@@ -256,6 +297,10 @@ fn starttls_twice_is_refused() {
     client.open();
     client.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
     assert_eq!(client.stream_error(), "policy-violation");
+    assert_eq!(
+        client.closed_by,
+        Some(Cause::Violation(Violation::StartTlsNotOffered))
+    );
 }
 
 #[test]
@@ -299,6 +344,7 @@ fn replaced_sends_conflict() {
     client.conn.replaced();
     client.pump();
     assert_eq!(client.stream_error(), "conflict");
+    assert_eq!(client.closed_by, Some(Cause::Replaced));
 }
 
 #[test]
@@ -308,6 +354,7 @@ fn shutdown_sends_system_shutdown() {
     client.conn.shutdown();
     client.pump();
     assert_eq!(client.stream_error(), "system-shutdown");
+    assert_eq!(client.closed_by, Some(Cause::Shutdown));
 }
 
 #[test]
@@ -329,6 +376,7 @@ fn stanzas_before_auth_are_not_authorized() {
         client.open();
         client.send(stanza);
         assert_eq!(client.stream_error(), "not-authorized", "{stanza}");
+        assert_eq!(client.closed_by, Some(Cause::NotAuthenticated), "{stanza}");
     }
 }
 
@@ -344,6 +392,7 @@ fn stanzas_before_bind_are_not_authorized() {
     client.open();
     client.send("<iq type='get' id='1'><ip xmlns='urn:xmpp:sic:0'/></iq>");
     assert_eq!(client.stream_error(), "not-authorized");
+    assert_eq!(client.closed_by, Some(Cause::NotBound));
 }
 
 #[test]
@@ -352,6 +401,7 @@ fn unsupported_stanza_type() {
     client.login();
     client.send("<enable xmlns='urn:xmpp:sm:3'/>");
     assert_eq!(client.stream_error(), "unsupported-stanza-type");
+    assert_eq!(client.closed_by, Some(Cause::UnsupportedStanza));
 }
 
 #[test]

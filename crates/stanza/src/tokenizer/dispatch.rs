@@ -158,6 +158,9 @@ impl Scanner {
             return Ok(Token::Whitespace);
         }
         Err(match self.phase {
+            // A byte no UTF-8 sequence starts with (such as either byte order mark of
+            // UTF-16, 0xFE 0xFF or 0xFF 0xFE) is no misplaced text but a wrong encoding.
+            _ if rest.first().copied().is_some_and(chars::starts_no_utf8) => Error::InvalidUtf8,
             Phase::Prolog => Error::TextBeforeStream,
             Phase::Stream => Error::TextBetweenStanzas,
             Phase::Closed => Error::AfterStreamClose,
@@ -186,18 +189,30 @@ impl Scanner {
         }
     }
 
-    /// `<?`: the XML declaration at the very start of a stream, or a forbidden PI.
+    /// `<?`: the XML declaration at the very start of a stream, or a forbidden PI, or
+    /// `<?xml` elsewhere, which is neither (see [`Error::MisplacedXmlDecl`]).
     fn question<'a>(&'a mut self, buf: &'a [u8], lim: Lim) -> Step<'a> {
-        if !self.decl_allowed || self.phase != Phase::Prolog {
-            return Err(Error::ProcessingInstruction);
-        }
         let rest = span(buf, self.pos, lim.end);
         self.note(rest.len().min(6));
-        match rest.get(5) {
-            None if b"<?xml".starts_with(rest) => lim.need_more(),
-            Some(&c) if rest.starts_with(b"<?xml") && chars::is_ws(c) => self.decl(buf, lim, 6),
-            _ => Err(Error::ProcessingInstruction),
+        // What of the target has come, up to its first three bytes: `xml` (in any case)?
+        let target = rest.get(2..rest.len().min(5)).unwrap_or_default();
+        let xml = b"xml"
+            .get(..target.len())
+            .is_some_and(|x| target.eq_ignore_ascii_case(x));
+        let after = match rest.get(5) {
+            None if xml => return lim.need_more(),
+            Some(&c) if xml && (chars::is_ws(c) || c == b'?') => c,
+            _ => return Err(Error::ProcessingInstruction),
+        };
+        let start = self.decl_allowed && self.phase == Phase::Prolog;
+        if start && target == b"xml" && chars::is_ws(after) {
+            return self.decl(buf, lim, 6);
         }
+        Err(if start {
+            Error::MalformedXmlDecl
+        } else {
+            Error::MisplacedXmlDecl
+        })
     }
 
     #[inline(never)]
