@@ -179,21 +179,12 @@ impl Machine {
 
     /// `<auth>`, `<response>` or `<abort/>` before authentication: the next SASL step.
     fn on_sasl(&mut self, end: usize) -> Flow {
-        let ctx = auth::Ctx {
-            config: &self.config,
-            accounts: &*self.accounts,
-            domain: self.stream.domain(&self.config),
-            transport: &self.stream.transport,
-        };
-        let answer = auth::Answer {
-            out: &mut self.out,
-            counts: &mut self.counts,
-        };
-        let outcome = match self.element.kind {
-            Kind::Auth(mechanism) => self.sasl.auth(mechanism, &self.element.text, &ctx, answer),
-            Kind::Response => self.sasl.response(&self.element.text, &ctx, answer),
-            _ => self.sasl.abort(&ctx, answer),
-        };
+        let kind = self.element.kind;
+        let outcome = self.with_sasl(|sasl, text, ctx, answer| match kind {
+            Kind::Auth(mechanism) => sasl.auth(mechanism, text, ctx, answer),
+            Kind::Response => sasl.response(text, ctx, answer),
+            _ => sasl.abort(ctx, answer),
+        });
         self.sasl_outcome(outcome, end)
     }
 
@@ -203,6 +194,17 @@ impl Machine {
         if !self.sasl.checking() || self.stream.phase == Phase::Closed {
             return Flow::Continue;
         }
+        let outcome =
+            self.with_sasl(|sasl, _, ctx, answer| sasl.password_checked(verdict, ctx, answer));
+        self.sasl_outcome(outcome, 0)
+    }
+
+    /// Calls into the SASL state with what it may see of the connection: the element's
+    /// text, the context, and where answers and counts go.
+    fn with_sasl(
+        &mut self,
+        call: impl FnOnce(&mut Sasl, &str, &auth::Ctx<'_>, auth::Answer<'_>) -> auth::Outcome,
+    ) -> auth::Outcome {
         let ctx = auth::Ctx {
             config: &self.config,
             accounts: &*self.accounts,
@@ -213,8 +215,7 @@ impl Machine {
             out: &mut self.out,
             counts: &mut self.counts,
         };
-        let outcome = self.sasl.password_checked(verdict, &ctx, answer);
-        self.sasl_outcome(outcome, 0)
+        call(&mut self.sasl, &self.element.text, &ctx, answer)
     }
 
     /// Input waits: for the rate budgets, or for a password check.
