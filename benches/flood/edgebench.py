@@ -136,7 +136,9 @@ def run_loadgen(cmd, label, log_dir):
     with open(err_path, "w") as err:
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     try:
-        return json.loads(done.stdout)
+        summary = json.loads(done.stdout)
+        summary["loadavg_after"] = loadavg()
+        return summary
     except json.JSONDecodeError:
         sys.exit(f"loadgen ({label}) printed no JSON summary (exit {done.returncode}); "
                  f"see {err_path}")
@@ -144,3 +146,9 @@ def run_loadgen(cmd, label, log_dir):
 
 def fmt_us(us):
     return f"{us / 1000:.2f}ms" if us >= 1000 else f"{us:.0f}µs"
+
+
+def loadavg():
+    """The 1-minute load average: the machine is shared, and p99 shows it."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
