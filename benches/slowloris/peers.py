@@ -82,6 +82,8 @@ async def peer(kind, slot, args, stats, stopping, local):
         stats.dropped += 1
         stats.open_now -= 1
         writer.transport.abort()
+        if args.once:
+            return
 
 
 async def main():
@@ -95,6 +97,8 @@ async def main():
     ap.add_argument("--proxy", type=int, default=0)
     ap.add_argument("--tls", type=int, default=0)
     ap.add_argument("--trickle-every", type=float, default=2.0)
+    ap.add_argument("--once", action="store_true",
+                    help="connect each peer once; do not reconnect after a drop")
     ap.add_argument("--ramp", type=float, default=2.0, help="seconds to open them all")
     ap.add_argument("--give-up", type=float, default=20.0,
                     help="after SIGUSR1, how long to wait for the server's drops")
