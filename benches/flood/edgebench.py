@@ -5,6 +5,7 @@ release binaries, write an edge config, start the edge and wait until it is read
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,9 +98,11 @@ class Edge:
 
     def cpu_seconds(self):
         """utime + stime of the edge (all threads), from /proc."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return cpu_of(self.proc.pid)
+
+    def cleanup(self):
+        """Removes the temporary directory (kept when a run fails, for its logs)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def threads(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/task"))
@@ -113,6 +116,13 @@ class Edge:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+def cpu_of(pid):
+    """utime + stime of a process (all threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def total(scrape, name, **labels):
