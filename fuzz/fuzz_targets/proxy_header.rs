@@ -125,8 +125,12 @@ fn reads(len: usize, mut seed: u32, max: usize) -> Vec<usize> {
 /// The verdict for `input` must not depend on how it is read.
 fn check_splits(max_len: usize, input: &[u8], seed: u32, max_read: usize) -> Verdict {
     let whole = run(max_len, input, &[input.len()]);
-    let bytes = run(max_len, input, &vec![1; input.len()]);
-    assert_eq!(whole, bytes, "byte-at-a-time reads changed the verdict");
+    // Byte by byte up to the longest header the default cap allows; a round trip's
+    // 64 KiB header is read in the fuzzer's reads only, to keep runs fast.
+    if input.len() <= DEFAULT_MAX_LEN + 64 {
+        let bytes = run(max_len, input, &vec![1; input.len()]);
+        assert_eq!(whole, bytes, "byte-at-a-time reads changed the verdict");
+    }
     let chunked = run(max_len, input, &reads(input.len(), seed, max_read));
     assert_eq!(whole, chunked, "reads changed the verdict");
 

@@ -45,6 +45,13 @@ session("bound-throttled", 0x78, 0x07, STANZAS * 3,
 session("bound-direct-tls12", 0x08, 0x30, STANZAS, ops=bytes([0xa0, 0x80 | 31]))
 session("bound-timeouts", 0x78, 0, "<presence/>", ops=bytes([0x80, 0x81, 0x80 | 30, 0xa2]))
 
+# A pipelining client that never quite catches up with its reads (op 7 repeats the last
+# read 64 times, each time reading back all but 3 bytes).
+PING = "<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>"
+PING = PING.replace("id='p'", "id='" + "p" * (64 - len(PING) + 1) + "'")
+assert len(PING) == 64
+session("bound-pipelining", 0x78, 0x01, PING, ops=bytes([0x00 | 19] + [0xe0 | 31] * 8))
+
 def v2(command, family, block):
     return b"\r\n\r\n\0\r\nQUIT\n" + bytes([0x20 | command, family]) + struct.pack(">H", len(block)) + block
 
