@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed inputs in seeds/session and seeds/proxy_header (see fuzz/README.md for
-their layout). Run from fuzz/: python3 seeds/make.py"""
+"""Writes the seed inputs in seeds/<target>/ (see fuzz/README.md for the input layouts).
+Run it after changing a layout: python3 fuzz/seeds/make.py"""
 import base64, os, struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -19,6 +19,17 @@ STANZAS = ("<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>"
            "<iq type='set' id='6'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>"
            "<message to='bob@localhost' id='m'><body>hi &amp; bye</body></message>"
            "<presence/> </stream:stream>")
+
+def tokenizer(name, mode, data):
+    os.makedirs(os.path.join(HERE, "tokenizer"), exist_ok=True)
+    with open(os.path.join(HERE, "tokenizer", name), "wb") as f:
+        f.write(bytes([mode, 1, 2]) + data.encode())
+
+# Mode: bit 7 small limits, the rest picks the read size (1, 2, 7, 64, 1500).
+tokenizer("stream", 0x02, HEADER + "<message to='a@b'><body>hi &amp; bye</body></message>"
+          " <iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq></stream:stream>")
+tokenizer("prefixes-small-limits", 0x83, HEADER + "<x:a xmlns:x='urn:x' x:b='&#x41;'>"
+          "<![CDATA[<]]>text<!-- c --></x:a>")
 
 def session(name, phase, flags, data, ops=b""):
     with open(os.path.join(HERE, "session", name), "wb") as f:
@@ -46,11 +57,11 @@ session("bound-direct-tls12", 0x08, 0x30, STANZAS, ops=bytes([0xa0, 0x80 | 31]))
 session("bound-timeouts", 0x78, 0, "<presence/>", ops=bytes([0x80, 0x81, 0x80 | 30, 0xa2]))
 
 # A pipelining client that never quite catches up with its reads (op 7 repeats the last
-# read 64 times, each time reading back all but 3 bytes).
+# read 32 times, each time reading back all but 3 bytes).
 PING = "<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>"
 PING = PING.replace("id='p'", "id='" + "p" * (64 - len(PING) + 1) + "'")
 assert len(PING) == 64
-session("bound-pipelining", 0x78, 0x01, PING, ops=bytes([0x00 | 19] + [0xe0 | 31] * 8))
+session("bound-pipelining", 0x78, 0x01, PING, ops=bytes([0x00 | 19] + [0xe0 | 31] * 16))
 
 def v2(command, family, block):
     return b"\r\n\r\n\0\r\nQUIT\n" + bytes([0x20 | command, family]) + struct.pack(">H", len(block)) + block
