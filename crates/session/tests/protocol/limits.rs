@@ -325,7 +325,7 @@ fn a_big_stanza_does_not_pin_memory() {
 }
 
 /// Regression, found by the session fuzz target (`fuzz/regressions/session/slow-reader`:
-/// the same `<auth>` sent 128 times, each challenge read back but for 3 bytes): the output
+/// the same `<auth>` sent 96 times, each challenge read back but for 3 bytes): the output
 /// buffer kept every written byte until it drained completely, so a client that pipelines
 /// requests and always leaves a few bytes of the answers unread grew it without bound,
 /// while the unsent part stayed far under `max_unsent_output`.
