@@ -195,8 +195,9 @@ impl Setup {
         let tls13 = flags & 0x10 == 0;
         Self {
             phase: PHASES[usize::from(phase & 0x0f) % PHASES.len()],
-            tail_read: [1, 2, 3, 5, 8, 16, 31, 64, 100, 256, 512, 1000, 1500, 4096, 64, 64]
-                [usize::from(phase >> 4)],
+            tail_read: [
+                1, 2, 3, 5, 8, 16, 31, 64, 100, 256, 512, 1000, 1500, 4096, 64, 64,
+            ][usize::from(phase >> 4)],
             small_limits: flags & 0x01 != 0,
             tight_budgets: flags & 0x02 != 0,
             small_output: flags & 0x04 != 0,
@@ -380,7 +381,8 @@ impl Reader {
                 Token::StanzaEnd(span) => {
                     // The server restarts its stream after these (RFC 6120 5.4.3.3, 6.4.6).
                     if let Some(last) = &self.last
-                        && ((last.name == "proceed" && last.ns == "urn:ietf:params:xml:ns:xmpp-tls")
+                        && ((last.name == "proceed"
+                            && last.ns == "urn:ietf:params:xml:ns:xmpp-tls")
                             || (last.name == "success" && last.ns == SASL_NS))
                     {
                         restart_at = Some(span.end);
@@ -469,11 +471,12 @@ impl Scram {
         let without_proof = format!("c={},r={nonce}", B64.encode(&self.cbind));
         let auth_message = format!("{},{server_first},{without_proof}", Self::first_bare());
         let signature = hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
-        self.server_signature = hmac(
-            &hmac(&salted, b"Server Key"),
-            auth_message.as_bytes(),
-        );
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        self.server_signature = hmac(&hmac(&salted, b"Server Key"), auth_message.as_bytes());
         format!("{without_proof},p={}", B64.encode(proof))
     }
 
@@ -665,7 +668,11 @@ impl Harness {
                     ))),
                     "plaintext before the handshake"
                 );
-                assert_eq!(produced_before, self.produced(), "plaintext after <proceed/>");
+                assert_eq!(
+                    produced_before,
+                    self.produced(),
+                    "plaintext after <proceed/>"
+                );
             }
             Call::NoOp => {
                 assert_eq!(produced_before, self.produced(), "a no-op wrote");
@@ -705,7 +712,11 @@ impl Harness {
         assert!(self.close.is_none(), "{event:?} after Close");
         match event {
             Event::StartTls => {
-                assert_eq!(self.setup.kind(), ListenerKind::Starttls, "STARTTLS on direct TLS");
+                assert_eq!(
+                    self.setup.kind(),
+                    ListenerKind::Starttls,
+                    "STARTTLS on direct TLS"
+                );
                 assert!(!self.tls_done && !self.tls_due, "a second STARTTLS");
                 assert!(
                     self.conn.pending_output().ends_with(PROCEED),
@@ -716,7 +727,9 @@ impl Harness {
             Event::Authenticated { bare_jid } => {
                 assert!(self.authenticated.is_none(), "authenticated twice");
                 assert!(
-                    USERS.iter().any(|user| *bare_jid == format!("{user}@{DOMAIN}")),
+                    USERS
+                        .iter()
+                        .any(|user| *bare_jid == format!("{user}@{DOMAIN}")),
                     "authenticated as {bare_jid}"
                 );
                 if self.setup.require_tls {
@@ -855,7 +868,10 @@ impl Harness {
             }
             self.open();
         }
-        if matches!(phase, Phase::TlsPending | Phase::AfterTls | Phase::SecureOpened) {
+        if matches!(
+            phase,
+            Phase::TlsPending | Phase::AfterTls | Phase::SecureOpened
+        ) {
             return;
         }
         if phase == Phase::Scram || !self.setup.plain {
@@ -1034,10 +1050,16 @@ impl Harness {
                 let condition = last.children.first().expect("a condition");
                 assert_eq!(condition.ns, STREAM_ERRORS_NS);
                 assert_eq!(condition.name, cause.condition().as_str(), "condition");
-                assert!(self.reader.stream_closed, "no </stream:stream> after the error");
+                assert!(
+                    self.reader.stream_closed,
+                    "no </stream:stream> after the error"
+                );
             }
             CloseReason::ClientClosed if !self.quiet_close => {
-                assert!(self.reader.stream_closed, "no </stream:stream> for the client's");
+                assert!(
+                    self.reader.stream_closed,
+                    "no </stream:stream> for the client's"
+                );
             }
             _ => {}
         }
