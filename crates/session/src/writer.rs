@@ -35,6 +35,12 @@ impl Output {
         self.written = self.written.saturating_add(n).min(self.buf.len());
         if self.written == self.buf.len() {
             self.discard();
+        } else if self.written >= self.buf.len() - self.written {
+            // A client that never quite catches up must not keep what it has read: once
+            // the written part is as large as the unsent rest, the rest moves to the front.
+            // It moves no more bytes than were written, so writing stays O(1) per byte.
+            self.buf.drain(..self.written);
+            self.written = 0;
         }
     }
 
@@ -166,5 +172,16 @@ mod tests {
         out.consumed(100);
         assert_eq!(out.pending(), b"");
         assert_eq!(out.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn written_bytes_are_dropped_before_the_buffer_drains() {
+        let mut out = Output::default();
+        for _ in 0..10_000 {
+            out.raw("0123456789");
+            out.consumed(out.unsent() - 1);
+            assert!(out.buf.len() <= 2 * 11, "{} bytes kept", out.buf.len());
+        }
+        assert_eq!(out.pending(), b"9");
     }
 }

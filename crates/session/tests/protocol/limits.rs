@@ -323,3 +323,36 @@ fn a_big_stanza_does_not_pin_memory() {
         client.conn.heap_bytes()
     );
 }
+
+/// Regression, found by the session fuzz target (`fuzz/regressions/session/slow-reader`:
+/// the same `<auth>` sent 96 times, each challenge read back but for 3 bytes): the output
+/// buffer kept every written byte until it drained completely, so a client that pipelines
+/// requests and always leaves a few bytes of the answers unread grew it without bound,
+/// while the unsent part stayed far under `max_unsent_output`.
+#[test]
+fn output_is_freed_as_it_is_written_even_when_never_fully_drained() {
+    let config = Config {
+        stanza_rate: 1e9,
+        stanza_burst: 1_000_000,
+        byte_rate: 1 << 40,
+        byte_burst: 1 << 40,
+        ..Config::default()
+    };
+    let mut client = Client::with_config(config);
+    client.login();
+    let ping = "<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>";
+    let mut written = 0;
+    for _ in 0..2_000 {
+        client.send_unread(ping);
+        let n = client.conn.pending_output().len() - 3;
+        client.conn.output_written(n);
+        written += n;
+        assert!(
+            client.conn.heap_bytes() < 4 * 1024,
+            "heap_bytes {} after {written} bytes written with 3 left unread",
+            client.conn.heap_bytes()
+        );
+    }
+    assert!(written > 100_000, "{written}");
+    assert_eq!(client.conn.pending_output().len(), 3);
+}
