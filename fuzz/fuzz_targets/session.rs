@@ -218,7 +218,7 @@ impl Setup {
             ..Config::default()
         };
         if self.small_limits {
-            config.stanza_limits = stanza::Limits {
+            config.stanza_limits = stanza::TokenizerLimits {
                 max_stanza_bytes: 512,
                 max_depth: 6,
                 max_attributes: 8,
@@ -304,7 +304,7 @@ struct Reader {
 impl Reader {
     fn new() -> Self {
         Self {
-            tokenizer: Tokenizer::new(stanza::Limits {
+            tokenizer: Tokenizer::new(stanza::TokenizerLimits {
                 max_stanza_bytes: 1 << 22,
                 max_depth: 64,
                 max_attributes: 64,
@@ -524,6 +524,9 @@ struct Harness {
     /// The close came without a stream error on the wire: from `peer_closed`, or
     /// while the TLS handshake was due.
     quiet_close: bool,
+    /// A PLAIN password check the connection handed out, run (as the edge runs it)
+    /// before anything else reaches the connection.
+    check: Option<session::sasl::PasswordCheck>,
     /// Bytes fed while reads were paused, since the pause began.
     held: usize,
     /// Events seen, for the scripted prefix.
@@ -586,6 +589,7 @@ impl Harness {
             close: None,
             produced_at_close: 0,
             quiet_close: false,
+            check: None,
             held: 0,
             events: VecDeque::new(),
         }
@@ -607,7 +611,10 @@ impl Harness {
         while let Some(event) = self.conn.poll_event() {
             events += 1;
             self.on_event(&event, kind);
-            self.events.push_back(event);
+            // A password check is answered by the harness itself (see `call`).
+            if !matches!(event, Event::CheckPassword(_)) {
+                self.events.push_back(event);
+            }
         }
 
         if was_closed {
@@ -706,6 +713,12 @@ impl Harness {
             self.peak_pending,
             self.written
         );
+        if let Some(check) = self.check.take() {
+            // Boxed: one closure type however deep the calls nest.
+            let answer: Box<dyn FnOnce(&mut Connection, Instant)> =
+                Box::new(move |conn, now| conn.password_checked(check.run(), now));
+            self.call(Call::Other, answer);
+        }
     }
 
     fn on_event(&mut self, event: &Event, call: Call) {
@@ -748,6 +761,11 @@ impl Harness {
                 );
                 assert_eq!(self.conn.jid(), Some(full_jid.as_str()), "jid()");
                 self.bound = Some(full_jid.clone());
+            }
+            Event::CheckPassword(check) => {
+                assert!(self.check.is_none(), "two password checks out");
+                assert!(self.authenticated.is_none(), "a password check after SASL");
+                self.check = Some((**check).clone());
             }
             Event::Close(reason) => {
                 let pending = self.conn.pending_output().len();
