@@ -138,6 +138,17 @@ pub fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
     counter
 }
 
+/// A counter of seconds (fractional), for time spent in a state.
+pub fn seconds_counter(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+) -> Counter<f64, std::sync::atomic::AtomicU64> {
+    let counter = Counter::default();
+    registry.register(name, help, counter.clone());
+    counter
+}
+
 pub fn gauge(registry: &mut Registry, name: &str, help: &str) -> Gauge {
     let gauge = Gauge::default();
     registry.register(name, help, gauge.clone());

@@ -33,12 +33,6 @@ pub struct SessionMetrics {
     auth_delay_seconds: Counter<f64, AtomicU64>,
 }
 
-fn seconds_counter(registry: &mut Registry, name: &str, help: &str) -> Counter<f64, AtomicU64> {
-    let counter = Counter::<f64, AtomicU64>::default();
-    registry.register(name, help, counter.clone());
-    counter
-}
-
 /// The SASL mechanisms counted, in slot order; `None` is an `<auth>` naming none the edge
 /// knows.
 fn sasl_mechanisms() -> impl Iterator<Item = Option<Mechanism>> {
@@ -141,7 +135,7 @@ impl SessionMetrics {
             "xmpp_edge_throttled",
             "Times a session's input was paused because its stanza or byte budget was spent",
         );
-        let throttled_seconds = seconds_counter(
+        let throttled_seconds = metrics::seconds_counter(
             registry,
             "xmpp_edge_throttled_seconds",
             "Time sessions spent with their input paused by the rate budgets",
@@ -156,7 +150,7 @@ impl SessionMetrics {
             "xmpp_edge_auth_failure_delays",
             "Failed SASL attempts whose answer was delayed (per-address failure budget spent)",
         );
-        let auth_delay_seconds = seconds_counter(
+        let auth_delay_seconds = metrics::seconds_counter(
             registry,
             "xmpp_edge_auth_failure_delay_seconds",
             "Time failed SASL attempts were held before their failure was answered",
